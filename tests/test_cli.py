@@ -1,0 +1,46 @@
+"""The `trl-grpo-plus` command."""
+
+import json
+import subprocess
+import sys
+
+from trl_grpo_plus.cli import main
+
+
+def test_plugins_lists_each_plugin_with_what_it_registers(capsys, installed_distribution):
+    installed_distribution(
+        "trl-grpo-plus-listed", "listed_plugin",
+        "from trl_grpo_plus import hookimpl\n"
+        "def listed_reward(completions, **kw): return [0.0] * len(completions)\n"
+        "@hookimpl\ndef register_reward_functions(register): register(listed_reward)\n",
+    )
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "rewards (built-in)\n  reward_functions: accuracy, format, overlong_penalty" in out
+    assert "listed_plugin (trl-grpo-plus-listed 1.2.3)\n  reward_functions: listed_reward" in out
+
+
+def test_plugins_reports_failures(capsys, installed_distribution):
+    installed_distribution("trl-grpo-plus-oops", "oops_plugin", "raise ImportError('needs a GPU library')\n")
+    main(["plugins"])
+    assert "FAILED: plugin 'oops_plugin' (from trl-grpo-plus-oops 1.2.3) failed to load: ImportError: needs a GPU" in capsys.readouterr().out
+
+
+def test_plugins_json_is_machine_readable(capsys):
+    main(["plugins", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["plugins"]["rewards"]["builtin"] is True
+    assert "accuracy" in report["plugins"]["rewards"]["reward_functions"]
+
+
+def test_the_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "trl_grpo_plus.cli", "plugins"], capture_output=True, text=True)
+    assert result.returncode == 0 and "rewards (built-in)" in result.stdout
+
+
+def test_the_demo_runs_a_real_grpo_training_and_saves_the_model(tmp_path, capsys):
+    main(["demo", "--output-dir", str(tmp_path), "--max-steps", "3"])
+    history = json.loads((tmp_path / "rewards.json").read_text())
+    assert [entry["step"] for entry in history] == [1, 2, 3]
+    assert (tmp_path / "model.safetensors").exists()
+    assert "answer_shape reward: step 1:" in capsys.readouterr().out

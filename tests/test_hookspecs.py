@@ -1,0 +1,46 @@
+"""Meta-tests: every hook is documented in the README with its exact signature, and every hook has a test."""
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from trl_grpo_plus import hookspecs
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = {
+    name: function
+    for name, function in vars(hookspecs).items()
+    if inspect.isfunction(function) and hasattr(function, "trl_grpo_plus_spec")
+}
+
+
+def documented_signatures() -> dict[str, str]:
+    readme = (ROOT / "README.md").read_text()
+    return dict(re.findall(r"^#### `(register_\w+)(\(.*\))`", readme, flags=re.MULTILINE))
+
+
+def test_the_hooks_are_the_three_registration_hooks():
+    assert set(HOOKS) == {"register_reward_functions", "register_advantage_estimators", "register_group_size_schedules"}
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_spec_is_documented_in_its_docstring(name):
+    assert len(inspect.getdoc(HOOKS[name])) > 200
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_is_documented_in_the_readme_with_its_signature(name):
+    parameters = inspect.signature(HOOKS[name]).parameters
+    assert documented_signatures().get(name) == f"({', '.join(parameters)})"
+
+
+def test_the_readme_documents_no_hook_that_does_not_exist():
+    assert set(documented_signatures()) <= set(HOOKS)
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_has_a_test_implementing_it(name):
+    sources = [path.read_text() for path in (ROOT / "tests").glob("test_*.py") if path.name != Path(__file__).name]
+    assert any(re.search(rf"def {name}\(", source) for source in sources)

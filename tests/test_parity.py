@@ -1,0 +1,82 @@
+"""The drop-in promise: with no extension option set, our trainer trains exactly like TRL's."""
+
+import pytest
+import torch
+import trl
+
+import trl_grpo_plus
+from trl_grpo_plus.testing import tiny_model, tiny_prompt_dataset, tiny_tokenizer
+
+TIMING_KEYS = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+
+def digit_share(completions, **kwargs):
+    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+
+
+def length_bonus(completions, **kwargs):
+    return [len(c) / 8 for c in completions]
+
+
+def train(trainer_cls, config_cls, output_dir, **overrides):
+    tokenizer = tiny_tokenizer()
+    settings = dict(
+        output_dir=str(output_dir), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
+        max_steps=5, learning_rate=5e-2, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+        bf16=False, gradient_checkpointing=False, seed=0, reward_weights=[1.0, 0.5],
+    )
+    settings.update(overrides)
+    # A saved checkpoint, as TRL loads its reference model (beta > 0) from the model's path.
+    model_dir = output_dir / "initial-model"
+    tiny_model(tokenizer).save_pretrained(model_dir)
+    trainer = trainer_cls(
+        model=str(model_dir),
+        reward_funcs=[digit_share, length_bonus],
+        args=config_cls(**settings),
+        train_dataset=tiny_prompt_dataset(32),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    return trainer
+
+
+def assert_same_training(reference, ours):
+    assert len(reference.state.log_history) == len(ours.state.log_history)
+    for ref_log, our_log in zip(reference.state.log_history, ours.state.log_history):
+        assert ref_log.keys() == our_log.keys()
+        for key in ref_log.keys() - set(TIMING_KEYS):
+            assert our_log[key] == pytest.approx(ref_log[key], abs=1e-6, rel=0), key
+    for (name, ref_param), our_param in zip(reference.model.named_parameters(), ours.model.parameters()):
+        torch.testing.assert_close(our_param, ref_param, atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"beta": 0.1, "num_iterations": 2, "gradient_accumulation_steps": 2}, id="kl-iterations-accumulation"),
+    ],
+)
+def test_defaults_train_identically_to_trl(tmp_path, overrides):
+    reference = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "trl", **overrides)
+    ours = train(trl_grpo_plus.GRPOTrainer, trl_grpo_plus.GRPOConfig, tmp_path / "ours", **overrides)
+    assert reference.state.global_step == ours.state.global_step == 5
+    # The run must have learned something, or the comparison would be vacuous.
+    assert any(log.get("grad_norm", 0) > 0 for log in reference.state.log_history)
+    assert_same_training(reference, ours)
+
+
+def test_a_trl_config_is_accepted_unchanged(tmp_path):
+    reference = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "trl", max_steps=2)
+    ours = train(trl_grpo_plus.GRPOTrainer, trl.GRPOConfig, tmp_path / "ours", max_steps=2)
+    assert_same_training(reference, ours)
+
+
+def test_logged_reward_names_are_trls(tmp_path):
+    ours = train(trl_grpo_plus.GRPOTrainer, trl_grpo_plus.GRPOConfig, tmp_path, max_steps=1)
+    assert {"rewards/digit_share/mean", "rewards/length_bonus/mean"} <= ours.state.log_history[0].keys()
+
+
+def test_public_classes_subclass_trls():
+    assert issubclass(trl_grpo_plus.GRPOTrainer, trl.GRPOTrainer)
+    assert issubclass(trl_grpo_plus.GRPOConfig, trl.GRPOConfig)

@@ -1,0 +1,61 @@
+"""`trl-grpo-plus` command line: `plugins` lists what is installed, `demo` runs the offline demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .registry import get_registry
+
+
+def plugins_report(registry) -> dict:
+    """Every loaded plugin with its origin and what it registers, plus load failures."""
+    manager = registry.plugin_manager
+    report = {}
+    for name, _ in manager.list_name_plugin():
+        info = manager.info(name)
+        report[name] = {
+            "distribution": info.distribution,
+            "version": info.version,
+            "builtin": info.builtin,
+            **{kind: sorted(n for n in table if table.plugin_of(n) == name) for kind, table in registry.kinds().items()},
+        }
+    failures = [failure.describe() for failure in registry.load_failures]
+    return {"plugins": report, "failures": failures}
+
+
+def _print_plugins(report: dict) -> None:
+    for name, entry in report["plugins"].items():
+        origin = "built-in" if entry["builtin"] else f"{entry['distribution']} {entry['version']}"
+        print(f"{name} ({origin})")
+        for kind in ("reward_functions", "advantage_estimators", "group_size_schedules"):
+            if entry[kind]:
+                print(f"  {kind}: {', '.join(entry[kind])}")
+    for failure in report["failures"]:
+        print(f"FAILED: {failure}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trl-grpo-plus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    plugins = commands.add_parser("plugins", help="list installed plugins, their versions and what each registers")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
+    demo = commands.add_parser("demo", help="run the offline GRPO demo on a tiny built-in model and task")
+    demo.add_argument("--output-dir", default="grpo-plus-demo", help="where to write checkpoints and the log")
+    demo.add_argument("--max-steps", type=int, default=20, help="GRPO optimizer steps")
+    demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.command == "plugins":
+        report = plugins_report(get_registry())
+        print(json.dumps(report, indent=2)) if args.json else _print_plugins(report)
+        return 0
+    from .demo import run_demo
+
+    run_demo(output_dir=args.output_dir, max_steps=args.max_steps, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Built-in reward functions: GSM8K-style answer accuracy, output format, and DAPO's soft overlong penalty.
+
+Each follows TRL's reward contract ``f(prompts, completions, **kwargs) -> list[float | None]``; options are keyword
+parameters, set per run with ``GRPOConfig.reward_kwargs={"<name>": {...}}``.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from ..hookspecs import hookimpl
+
+# A number as people write answers: optional sign and dollar sign, thousands separators, decimals.
+_NUMBER = re.compile(r"-?\$?\s?-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
+_FINAL_MARKER = "####"
+_ANSWER_TAGS = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def completion_text(completion) -> str:
+    """The text of a completion, standard (a string) or conversational (a list of messages: the last one's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        content = completion[-1].get("content", "")
+        if isinstance(content, list):  # content blocks
+            return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+        return content or ""
+    return ""
+
+
+def parse_number(text: str) -> Decimal | None:
+    """The value of a written number such as ``"$1,234.50"`` or ``"-3"``, ignoring units; ``None`` if none."""
+    cleaned = text.replace("$", "").replace(",", "").replace(" ", "")
+    try:
+        return Decimal(cleaned).normalize()
+    except InvalidOperation:
+        return None
+
+
+def extract_final_answer(text: str) -> Decimal | None:
+    """The final numeric answer of a GSM8K-style text.
+
+    Looks, in order, after the last ``####`` marker, inside the last ``<answer>`` tags or ``\\boxed{}``, and
+    finally takes the last number anywhere in the text. Returns ``None`` when there is no number.
+    """
+    for region, answer_comes_first in _answer_regions(text):
+        numbers = _NUMBER.findall(region)
+        if numbers:
+            return parse_number(numbers[0] if answer_comes_first else numbers[-1])
+    return None
+
+
+def _answer_regions(text: str):
+    # After "####" the answer comes first ("#### 72 dollars. Done in 2 steps"); elsewhere the final number counts.
+    if _FINAL_MARKER in text:
+        yield text.rsplit(_FINAL_MARKER, 1)[1], True
+    for pattern in (_ANSWER_TAGS, _BOXED):
+        matches = pattern.findall(text)
+        if matches:
+            yield matches[-1], False
+    yield text, False
+
+
+def accuracy(completions, answer=None, solution=None, **kwargs) -> list[float | None]:
+    """1.0 when the completion's final number equals the gold answer's, else 0.0; ``None`` without a gold answer.
+
+    The gold answer comes from the ``answer`` column (GSM8K: ``"...reasoning... #### 72"``) or else ``solution``.
+    Numbers compare by value: ``"1,000"``, ``"$1000"``, ``"1000.00"`` and ``"1000 dollars"`` are all equal.
+    """
+    golds = answer if answer is not None else solution
+    if golds is None:
+        return [None] * len(completions)
+    rewards: list[float | None] = []
+    for completion, gold in zip(completions, golds, strict=True):
+        gold_value = extract_final_answer(str(gold)) if gold is not None else None
+        if gold_value is None:
+            rewards.append(None)
+            continue
+        predicted = extract_final_answer(completion_text(completion))
+        rewards.append(1.0 if predicted is not None and predicted == gold_value else 0.0)
+    return rewards
+
+
+def format(  # noqa: A001 - the reward's public name
+    completions, reasoning_tag: str = "think", answer_tag: str = "answer", pattern: str | None = None, **kwargs
+) -> list[float]:
+    """1.0 when the completion is reasoning in ``<think>...</think>`` followed by ``<answer>...</answer>``, else 0.0.
+
+    Options: ``reasoning_tag`` / ``answer_tag`` rename the tags (``reasoning_tag=""`` requires the answer tags
+    only); ``pattern`` replaces the whole check with a regular expression the stripped text must match in full.
+    """
+    regex = re.compile(pattern if pattern is not None else _format_pattern(reasoning_tag, answer_tag), re.DOTALL)
+    return [1.0 if regex.fullmatch(completion_text(c).strip()) else 0.0 for c in completions]
+
+
+def _format_pattern(reasoning_tag: str, answer_tag: str) -> str:
+    answer = rf"<{re.escape(answer_tag)}>.*?</{re.escape(answer_tag)}>"
+    if not reasoning_tag:
+        return answer
+    return rf"<{re.escape(reasoning_tag)}>.*?</{re.escape(reasoning_tag)}>\s*{answer}"
+
+
+def _validate_format_options(reasoning_tag: str = "think", answer_tag: str = "answer", pattern: str | None = None):
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"option 'pattern' is not a valid regular expression: {error}") from None
+    elif not answer_tag:
+        raise ValueError("option 'answer_tag' must be a non-empty tag name such as 'answer'")
+
+
+format.validate_options = _validate_format_options
+
+
+def overlong_penalty(completion_ids, *, max_length: int, cache_length: int, **kwargs) -> list[float]:
+    """DAPO's soft overlong punishment (arXiv:2503.14476, eq. 13), by completion length L in tokens.
+
+    0 while ``L <= max_length - cache_length``; then falls linearly to -1 at ``L = max_length``; -1 beyond. Set
+    ``max_length`` to the trainer's ``max_completion_length`` and ``cache_length`` to the soft zone (DAPO: 4096 of
+    20480).
+    """
+    threshold = max_length - cache_length
+    return [
+        0.0 if n <= threshold else -1.0 if n > max_length else (threshold - n) / cache_length
+        for n in map(len, completion_ids)
+    ]
+
+
+def _validate_overlong_options(*, max_length, cache_length):
+    if not isinstance(max_length, int) or not isinstance(cache_length, int) or not 0 < cache_length < max_length:
+        raise ValueError(
+            f"needs integers 0 < cache_length < max_length, got max_length={max_length!r}, "
+            f"cache_length={cache_length!r}"
+        )
+
+
+overlong_penalty.validate_options = _validate_overlong_options
+
+
+@hookimpl
+def register_reward_functions(register):
+    register(accuracy)
+    register(format)
+    register(overlong_penalty)

@@ -1,0 +1,83 @@
+"""Hook specifications: everything a `trl_grpo_plus` plugin can implement.
+
+A plugin is any module or object with functions decorated by `trl_grpo_plus.hookimpl`. Installed distributions
+expose plugins through the `trl_grpo_plus` entry-point group::
+
+    [project.entry-points.trl_grpo_plus]
+    my_plugin = "my_package.plugin"
+
+Hooks are called with keyword arguments only. An implementation may accept fewer arguments than its spec, so specs
+can gain arguments in later versions without breaking existing plugins.
+
+All hooks here are *registration* hooks: each receives a `register` callable and calls it once per component it
+provides. The built-in components are registered through the very same hooks (see `trl_grpo_plus.default_plugins`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import pluggy
+
+PROJECT_NAME = "trl_grpo_plus"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    """The `register` callable handed to every registration hook."""
+
+    def __call__(self, component: Callable[..., Any], name: str | None = None) -> None:
+        """Register `component` under `name` (default: the component's `__name__`).
+
+        Raises `DuplicateComponentError` when another plugin already registered that name.
+        """
+
+
+@hookspec
+def register_reward_functions(register: Register) -> None:
+    """Register reward functions, selectable by name in `reward_funcs=[...]` or `GRPOConfig.reward_plugins`.
+
+    Call ``register(func, name=None)`` once per reward. ``func`` follows TRL's reward contract unchanged, so any
+    existing TRL reward function can be registered as it is::
+
+        func(prompts: list, completions: list, completion_ids: list[list[int]], **kwargs) -> list[float | None]
+
+    - ``prompts`` / ``completions``: one entry per completion (a prompt is repeated for each of its completions);
+      strings for standard datasets, lists of ``{"role", "content"}`` messages for conversational ones.
+    - ``kwargs``: every other dataset column (one value per completion), plus TRL's ``trainer_state``,
+      ``log_extra`` and ``log_metric``, plus the options the user set in ``GRPOConfig.reward_kwargs[name]``.
+      Options are declared as keyword parameters of ``func``; a parameter without a default is a required option.
+    - Returns one reward per completion; ``None`` means "not applicable" (for instance no gold answer), and that
+      reward is then left out for that completion.
+
+    ``func`` may be ``async``. The name defaults to ``func.__name__`` and appears in the logged metrics as
+    ``rewards/<name>/mean``.
+    """
+
+
+@hookspec
+def register_advantage_estimators(register: Register) -> None:
+    """Register advantage estimators, selectable by name.
+
+    Call ``register(estimator, name=None)`` once per estimator. Every estimator shares one signature::
+
+        estimator(rewards_per_func: Tensor[N, R], reward_weights: Tensor[R], group_ids: LongTensor[N], **options)
+            -> Tensor[N]
+
+    - ``rewards_per_func``: the reward of each of the N completions under each of the R reward functions; NaN where a
+      reward function returned ``None``.
+    - ``reward_weights``: the weight of each reward function.
+    - ``group_ids``: the group (prompt) of each completion; groups may differ in size.
+    - Returns the advantage of each completion (finite; 0 where a completion could not be scored at all).
+    """
+
+
+@hookspec
+def register_group_size_schedules(register: Register) -> None:
+    """Register group-size schedules, selectable by name.
+
+    Call ``register(schedule, name=None)`` once per schedule. A schedule decides, for each generation batch, how many
+    completions each prompt gets, at a fixed number of completions per batch.
+    """

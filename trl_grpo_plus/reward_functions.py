@@ -1,0 +1,186 @@
+"""Turning what the user passed as `reward_funcs` (callables, plugin names, model ids) into what TRL calls.
+
+Plugin names are resolved through the registry and bound to their options from `GRPOConfig.reward_kwargs`; every
+reward callable is wrapped in a guard that names the reward (and its plugin) when it raises or breaks the reward
+contract. Reward models (`nn.Module`) and model ids pass through to TRL unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from torch import nn
+from trl.trainer.utils import get_callable_name, is_async_callable
+
+from .errors import PluginError, RewardFunctionError, UnknownComponentError
+from .registry import ComponentRegistry
+
+# Arguments TRL passes itself; a reward's other keyword parameters with defaults are its options.
+_CONTRACT_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+
+
+class GuardedReward:
+    """A reward function with bound options, whose failures and contract violations raise one clear error."""
+
+    def __init__(
+        self, func: Callable[..., Any], name: str, plugin: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> None:
+        self.func = func
+        self.__name__ = name
+        self.__wrapped__ = func
+        self.plugin = plugin
+        self.options = dict(options or {})
+
+    def _describe(self) -> str:
+        origin = f" (from plugin '{self.plugin}')" if self.plugin else ""
+        return f"Reward function '{self.__name__}'{origin}"
+
+    def _call_failed(self, error: Exception) -> RewardFunctionError:
+        return RewardFunctionError(
+            f"{self._describe()} raised {type(error).__name__}: {error}. Fix the reward function or its options "
+            f"(GRPOConfig.reward_kwargs['{self.__name__}']); the original traceback is chained above."
+        )
+
+    def _checked(self, rewards: Any, expected: int) -> list[float | None]:
+        if hasattr(rewards, "tolist"):  # tensors and arrays
+            rewards = rewards.tolist()
+        if not isinstance(rewards, Sequence) or isinstance(rewards, (str, bytes)):
+            raise RewardFunctionError(
+                f"{self._describe()} returned {type(rewards).__name__}; it must return a list with one float (or "
+                f"None) per completion."
+            )
+        if len(rewards) != expected:
+            raise RewardFunctionError(
+                f"{self._describe()} returned {len(rewards)} rewards for {expected} completions; it must return "
+                f"exactly one reward (a float, or None when not applicable) per completion."
+            )
+        for value in rewards:
+            if value is not None and not isinstance(value, numbers.Real):
+                raise RewardFunctionError(
+                    f"{self._describe()} returned {value!r} ({type(value).__name__}); each reward must be a float, "
+                    f"or None when the reward does not apply to that completion."
+                )
+        return list(rewards)
+
+    def __call__(self, **kwargs: Any) -> list[float | None]:
+        try:
+            rewards = self.func(**{**kwargs, **self.options})
+        except Exception as error:
+            raise self._call_failed(error) from error
+        return self._checked(rewards, len(kwargs["completions"]))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.__name__} options={self.options}>"
+
+
+class AsyncGuardedReward(GuardedReward):
+    """`GuardedReward` for `async` reward functions; TRL runs it on its event loop like any async reward."""
+
+    async def __call__(self, **kwargs: Any) -> list[float | None]:
+        try:
+            rewards = await self.func(**{**kwargs, **self.options})
+        except Exception as error:
+            raise self._call_failed(error) from error
+        return self._checked(rewards, len(kwargs["completions"]))
+
+
+def guard(func: Callable[..., Any], name: str, plugin: str | None = None, options=None) -> GuardedReward:
+    cls = AsyncGuardedReward if is_async_callable(func) else GuardedReward
+    return cls(func, name, plugin, options)
+
+
+def reward_options(func: Callable[..., Any]) -> tuple[set[str], set[str]]:
+    """(all option names, required option names) a reward function declares as keyword parameters."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return set(), set()
+    options, required = set(), set()
+    for parameter in parameters:
+        if parameter.name in _CONTRACT_ARGS or parameter.kind not in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            continue
+        if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            options.add(parameter.name)
+            required.add(parameter.name)
+        elif parameter.default is not parameter.empty:
+            options.add(parameter.name)
+    return options, required
+
+
+def bind_plugin_reward(name: str, rewards: ComponentRegistry, options: Mapping[str, Any] | None) -> GuardedReward:
+    """The registered reward `name` with its `options`, checked against what the function declares."""
+    func = rewards.resolve(name)
+    options = dict(options or {})
+    known, required = reward_options(func)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise PluginError(
+            f"Reward function '{name}' has no option {', '.join(map(repr, unknown))}. "
+            f"Its options are: {', '.join(sorted(known)) or '(none)'}. Fix GRPOConfig.reward_kwargs['{name}']."
+        )
+    missing = sorted(required - set(options))
+    if missing:
+        raise PluginError(
+            f"Reward function '{name}' needs option {', '.join(map(repr, missing))}. Set it with "
+            f"GRPOConfig.reward_kwargs={{'{name}': {{{', '.join(f'{m!r}: ...' for m in missing)}}}}}."
+        )
+    validate = getattr(func, "validate_options", None)
+    if validate is not None:
+        try:
+            validate(**options)
+        except (TypeError, ValueError) as error:
+            raise PluginError(f"Bad options for reward function '{name}': {error}.") from None
+    return guard(func, name, rewards.plugin_of(name), options)
+
+
+def _looks_like_model(name: str) -> bool:
+    # TRL reads any other string as a reward model: a local directory, or a Hub id, which is "org/name" in practice.
+    return os.path.isdir(name) or "/" in name
+
+
+def resolve_reward_funcs(
+    reward_funcs: Any,
+    reward_plugins: Sequence[str] | None,
+    reward_kwargs: Mapping[str, Mapping[str, Any]] | None,
+    rewards: ComponentRegistry,
+) -> list[Any]:
+    """The reward list to hand to TRL: plugin names bound and guarded, callables guarded, models as they are.
+
+    `reward_plugins` are appended after `reward_funcs`, in order (so `reward_weights` follow that order).
+    """
+    if reward_funcs is None:
+        reward_funcs = []
+    elif not isinstance(reward_funcs, list):
+        reward_funcs = [reward_funcs]
+    reward_kwargs = dict(reward_kwargs or {})
+    resolved, plugin_names = [], []
+    for index, item in enumerate(list(reward_funcs) + list(reward_plugins or [])):
+        from_config = index >= len(reward_funcs)
+        if isinstance(item, str) and (item in rewards or from_config or not _looks_like_model(item)):
+            try:
+                resolved.append(bind_plugin_reward(item, rewards, reward_kwargs.get(item)))
+            except UnknownComponentError as error:
+                hint = "" if from_config else " To use a reward model instead, pass its Hub id ('org/name') or a local directory."
+                raise UnknownComponentError(f"{error}{hint}") from None
+            plugin_names.append(item)
+        elif isinstance(item, str) or isinstance(item, nn.Module):
+            resolved.append(item)  # TRL loads and runs reward models itself
+        elif callable(item):
+            resolved.append(item if isinstance(item, GuardedReward) else guard(item, get_callable_name(item)))
+        else:
+            raise TypeError(
+                f"reward_funcs entries must be callables, reward models, or reward plugin names; got {item!r}."
+            )
+    stray = sorted(set(reward_kwargs) - set(plugin_names))
+    if stray:
+        raise PluginError(
+            f"GRPOConfig.reward_kwargs has options for {', '.join(map(repr, stray))}, which is not among the plugin "
+            f"rewards in use ({', '.join(plugin_names) or 'none'}). Add it to reward_funcs / reward_plugins, or "
+            f"remove its options."
+        )
+    return resolved
