@@ -43,7 +43,11 @@ def test_accuracy_reads_the_solution_column_and_conversational_completions():
 
 
 def test_format_wants_reasoning_then_answer_tags():
-    completions = ["<think>2+2</think>\n<answer>4</answer>", "<answer>4</answer>", "<think>x</think><answer>4</answer> extra"]
+    completions = [
+        "<think>2+2</think>\n<answer>4</answer>",
+        "<answer>4</answer>",
+        "<think>x</think><answer>4</answer> extra",
+    ]
     assert format(completions) == [1.0, 0.0, 0.0]
 
 

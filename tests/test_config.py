@@ -43,8 +43,18 @@ def test_command_line_flags_set_the_extension_options(tmp_path):
     from trl import TrlParser
 
     (config,) = TrlParser((GRPOConfig,)).parse_args_and_config(
-        ["--output_dir", str(tmp_path), "--use_cpu", "--bf16", "false", "--reward_plugins", "accuracy", "format",
-         "--reward_kwargs", '{"format": {"reasoning_tag": ""}}']
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--use_cpu",
+            "--bf16",
+            "false",
+            "--reward_plugins",
+            "accuracy",
+            "format",
+            "--reward_kwargs",
+            '{"format": {"reasoning_tag": ""}}',
+        ]
     )
     assert config.reward_plugins == ["accuracy", "format"]
     assert config.reward_kwargs == {"format": {"reasoning_tag": ""}}

@@ -63,7 +63,9 @@ def test_named_plugins_can_be_blocked_by_environment(installed_distribution, mon
 
 def test_two_distributions_with_one_plugin_name_report_the_second(installed_distribution):
     installed_distribution("trl-grpo-plus-one", "same_name_e", GOOD_PLUGIN.format(reward="length_e"))
-    installed_distribution("trl-grpo-plus-two", "other_module_e", GOOD_PLUGIN.format(reward="length_e2"), "same_name_e")
+    installed_distribution(
+        "trl-grpo-plus-two", "other_module_e", GOOD_PLUGIN.format(reward="length_e2"), "same_name_e"
+    )
     registry = get_registry(build_plugin_manager())
     [failure] = registry.load_failures
     assert "already used by" in failure.describe()
@@ -104,8 +106,19 @@ def pip_installed_plugin(tmp_path_factory):
         (root / "src" / relative).write_text(textwrap.dedent(text))
     target = root / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-         "--target", str(target), str(root / "src")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(root / "src"),
+        ],
         check=True,
     )
     return target
@@ -134,15 +147,32 @@ def test_a_pip_installed_plugin_reward_trains_by_name_from_a_yaml_config(pip_ins
     monkeypatch.syspath_prepend(str(pip_installed_plugin))
     config_file = tmp_path / "config.yaml"
     settings = tiny_grpo_config(tmp_path).to_dict()
-    yaml_settings = {key: settings[key] for key in (
-        "per_device_train_batch_size", "num_generations", "max_completion_length", "max_steps", "learning_rate",
-        "use_cpu", "bf16", "report_to", "gradient_checkpointing", "save_strategy", "logging_steps",
-    )}
-    config_file.write_text(yaml.safe_dump({
-        **yaml_settings, "output_dir": str(tmp_path / "out"),
-        "reward_plugins": ["outside_digits", "overlong_penalty"],
-        "reward_kwargs": {"overlong_penalty": {"max_length": 8, "cache_length": 2}},
-    }))
+    yaml_settings = {
+        key: settings[key]
+        for key in (
+            "per_device_train_batch_size",
+            "num_generations",
+            "max_completion_length",
+            "max_steps",
+            "learning_rate",
+            "use_cpu",
+            "bf16",
+            "report_to",
+            "gradient_checkpointing",
+            "save_strategy",
+            "logging_steps",
+        )
+    }
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                **yaml_settings,
+                "output_dir": str(tmp_path / "out"),
+                "reward_plugins": ["outside_digits", "overlong_penalty"],
+                "reward_kwargs": {"overlong_penalty": {"max_length": 8, "cache_length": 2}},
+            }
+        )
+    )
     (config,) = TrlParser((GRPOConfig,)).parse_args_and_config(["--config", str(config_file)])
     assert config.reward_plugins == ["outside_digits", "overlong_penalty"]
     tokenizer = tiny_tokenizer()

@@ -22,7 +22,11 @@ def documented_signatures() -> dict[str, str]:
 
 
 def test_the_hooks_are_the_three_registration_hooks():
-    assert set(HOOKS) == {"register_reward_functions", "register_advantage_estimators", "register_group_size_schedules"}
+    assert set(HOOKS) == {
+        "register_reward_functions",
+        "register_advantage_estimators",
+        "register_group_size_schedules",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(HOOKS))

@@ -21,9 +21,20 @@ def length_bonus(completions, **kwargs):
 def train(trainer_cls, config_cls, output_dir, **overrides):
     tokenizer = tiny_tokenizer()
     settings = dict(
-        output_dir=str(output_dir), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
-        max_steps=5, learning_rate=5e-2, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-        bf16=False, gradient_checkpointing=False, seed=0, reward_weights=[1.0, 0.5],
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=5,
+        learning_rate=5e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=0,
+        reward_weights=[1.0, 0.5],
     )
     settings.update(overrides)
     # A saved checkpoint, as TRL loads its reference model (beta > 0) from the model's path.
@@ -54,7 +65,9 @@ def assert_same_training(reference, ours):
     "overrides",
     [
         pytest.param({}, id="defaults"),
-        pytest.param({"beta": 0.1, "num_iterations": 2, "gradient_accumulation_steps": 2}, id="kl-iterations-accumulation"),
+        pytest.param(
+            {"beta": 0.1, "num_iterations": 2, "gradient_accumulation_steps": 2}, id="kl-iterations-accumulation"
+        ),
     ],
 )
 def test_defaults_train_identically_to_trl(tmp_path, overrides):

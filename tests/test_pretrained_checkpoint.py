@@ -33,7 +33,9 @@ def test_grpo_trains_a_real_llama_checkpoint_on_gsm8k_rows(shared_dir, tmp_path,
     trainer = GRPOTrainer(
         model=model,
         args=tiny_grpo_config(
-            tmp_path, max_completion_length=16, reward_plugins=["accuracy", "overlong_penalty", "word_variety"],
+            tmp_path,
+            max_completion_length=16,
+            reward_plugins=["accuracy", "overlong_penalty", "word_variety"],
             reward_kwargs={"overlong_penalty": {"max_length": 16, "cache_length": 8}},
         ),
         train_dataset=dataset,

@@ -53,7 +53,9 @@ def test_a_plugin_may_not_reuse_a_built_in_name(plugin_manager, register_plugin)
 
 def test_an_unknown_name_lists_what_is_available(plugin_manager):
     rewards = get_registry(plugin_manager).reward_functions
-    with pytest.raises(UnknownComponentError, match="Did you mean 'accuracy'.*Available reward functions: accuracy, format"):
+    with pytest.raises(
+        UnknownComponentError, match="Did you mean 'accuracy'.*Available reward functions: accuracy, format"
+    ):
         rewards.resolve("acuracy")
 
 
@@ -92,7 +94,9 @@ def test_a_misspelled_hook_is_caught_with_a_suggestion(plugin_manager, register_
         def register_reward_function(self, register):
             register(well_named)
 
-    with pytest.raises(Exception, match="'register_reward_function' is not a trl_grpo_plus hook.*register_reward_functions"):
+    with pytest.raises(
+        Exception, match="'register_reward_function' is not a trl_grpo_plus hook.*register_reward_functions"
+    ):
         register_plugin(Misspelled(), name="typo")
     assert plugin_manager.get_plugin("typo") is None
 
@@ -143,3 +147,14 @@ def test_every_manager_is_independent(plugin_manager, register_plugin):
 
     register_plugin(RewardPlugin(well_named))
     assert "well_named" not in get_registry(build_plugin_manager(load_entrypoints=False)).reward_functions
+
+
+def test_resolving_twice_reports_a_broken_plugin_once(plugin_manager, register_plugin):
+    class Broken:
+        @hookimpl
+        def register_reward_functions(self, register):
+            raise RuntimeError("boom")
+
+    register_plugin(Broken(), name="broken")
+    get_registry(plugin_manager)
+    assert len(get_registry(plugin_manager).load_failures) == 1

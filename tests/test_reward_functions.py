@@ -8,7 +8,9 @@ from trl_grpo_plus.testing import tiny_grpo_config, tiny_model, tiny_prompt_data
 
 
 def resolve(plugin_manager, reward_funcs, reward_plugins=None, reward_kwargs=None):
-    return resolve_reward_funcs(reward_funcs, reward_plugins, reward_kwargs, get_registry(plugin_manager).reward_functions)
+    return resolve_reward_funcs(
+        reward_funcs, reward_plugins, reward_kwargs, get_registry(plugin_manager).reward_functions
+    )
 
 
 def call(reward, completions):
@@ -34,27 +36,41 @@ def test_reward_kwargs_reach_the_reward_as_options(plugin_manager):
 
 
 def test_an_unknown_option_is_refused_listing_the_options(plugin_manager):
-    with pytest.raises(PluginError, match="'format' has no option 'tag'. Its options are: answer_tag, pattern, reasoning_tag"):
+    with pytest.raises(
+        PluginError, match="'format' has no option 'tag'. Its options are: answer_tag, pattern, reasoning_tag"
+    ):
         resolve(plugin_manager, ["format"], reward_kwargs={"format": {"tag": "x"}})
 
 
 def test_a_missing_required_option_is_refused_showing_how_to_set_it(plugin_manager):
-    with pytest.raises(PluginError, match="'overlong_penalty' needs option 'cache_length', 'max_length'.*reward_kwargs="):
+    with pytest.raises(
+        PluginError, match="'overlong_penalty' needs option 'cache_length', 'max_length'.*reward_kwargs="
+    ):
         resolve(plugin_manager, ["overlong_penalty"])
 
 
 def test_an_invalid_option_value_is_refused_before_training(plugin_manager):
     with pytest.raises(PluginError, match="Bad options for reward function 'overlong_penalty': needs integers"):
-        resolve(plugin_manager, ["overlong_penalty"], reward_kwargs={"overlong_penalty": {"max_length": 4, "cache_length": 9}})
+        resolve(
+            plugin_manager,
+            ["overlong_penalty"],
+            reward_kwargs={"overlong_penalty": {"max_length": 4, "cache_length": 9}},
+        )
 
 
 def test_options_for_a_reward_not_in_use_are_refused(plugin_manager):
-    with pytest.raises(PluginError, match="reward_kwargs has options for 'format', which is not among the plugin rewards in use \\(accuracy\\)"):
+    with pytest.raises(
+        PluginError,
+        match="reward_kwargs has options for 'format', which is not among the plugin rewards in use \\(accuracy\\)",
+    ):
         resolve(plugin_manager, ["accuracy"], reward_kwargs={"format": {}})
 
 
 def test_an_unknown_reward_name_lists_the_available_ones(plugin_manager):
-    with pytest.raises(UnknownComponentError, match="Unknown reward function 'acc'.*Available reward functions: accuracy.*reward model"):
+    with pytest.raises(
+        UnknownComponentError,
+        match="Unknown reward function 'acc'.*Available reward functions: accuracy.*reward model",
+    ):
         resolve(plugin_manager, ["acc"])
 
 
@@ -85,7 +101,9 @@ def test_a_reward_that_raises_is_named_with_its_plugin(plugin_manager, register_
 
     register_plugin(Plugin(), name="fragile_plugin")
     [reward] = resolve(plugin_manager, ["fragile"])
-    with pytest.raises(RewardFunctionError, match="'fragile' \\(from plugin 'fragile_plugin'\\) raised KeyError: 'solution'") as info:
+    with pytest.raises(
+        RewardFunctionError, match="'fragile' \\(from plugin 'fragile_plugin'\\) raised KeyError: 'solution'"
+    ) as info:
         call(reward, ["a"])
     assert isinstance(info.value.__cause__, KeyError)
 
@@ -150,8 +168,12 @@ def test_a_raising_reward_stops_training_with_the_reward_named(plugin_manager, t
 
     tokenizer = tiny_tokenizer()
     trainer = GRPOTrainer(
-        model=tiny_model(tokenizer), reward_funcs=[broken_reward], args=tiny_grpo_config(tmp_path),
-        train_dataset=tiny_prompt_dataset(), processing_class=tokenizer, plugin_manager=plugin_manager,
+        model=tiny_model(tokenizer),
+        reward_funcs=[broken_reward],
+        args=tiny_grpo_config(tmp_path),
+        train_dataset=tiny_prompt_dataset(),
+        processing_class=tokenizer,
+        plugin_manager=plugin_manager,
     )
     with pytest.raises(RewardFunctionError, match="'broken_reward' raised ZeroDivisionError"):
         trainer.train()
@@ -163,10 +185,14 @@ def test_plugin_rewards_by_name_train_and_log_under_their_names(plugin_manager, 
         model=tiny_model(tokenizer),
         reward_funcs=["accuracy"],
         args=tiny_grpo_config(
-            tmp_path, reward_plugins=["overlong_penalty"], reward_weights=[1.0, 0.5],
+            tmp_path,
+            reward_plugins=["overlong_penalty"],
+            reward_weights=[1.0, 0.5],
             reward_kwargs={"overlong_penalty": {"max_length": 8, "cache_length": 4}},
         ),
-        train_dataset=tiny_prompt_dataset(), processing_class=tokenizer, plugin_manager=plugin_manager,
+        train_dataset=tiny_prompt_dataset(),
+        processing_class=tokenizer,
+        plugin_manager=plugin_manager,
     )
     trainer.train()
     first_log = trainer.state.log_history[0]

@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-from .config import GRPOConfig  # noqa: E402
-from .errors import DuplicateComponentError, PluginError, RewardFunctionError, UnknownComponentError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .plugins import PluginManager, build_plugin_manager  # noqa: E402
-from .registry import Registry, get_registry  # noqa: E402
-from .trainer import GRPOTrainer  # noqa: E402
+from .config import GRPOConfig
+from .errors import DuplicateComponentError, PluginError, RewardFunctionError, UnknownComponentError
+from .hookspecs import hookimpl
+from .plugins import PluginManager, build_plugin_manager
+from .registry import Registry, get_registry
+from .trainer import GRPOTrainer
 
 __all__ = [
     "DuplicateComponentError",

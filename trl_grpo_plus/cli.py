@@ -19,7 +19,10 @@ def plugins_report(registry) -> dict:
             "distribution": info.distribution,
             "version": info.version,
             "builtin": info.builtin,
-            **{kind: sorted(n for n in table if table.plugin_of(n) == name) for kind, table in registry.kinds().items()},
+            **{
+                kind: sorted(n for n in table if table.plugin_of(n) == name)
+                for kind, table in registry.kinds().items()
+            },
         }
     failures = [failure.describe() for failure in registry.load_failures]
     return {"plugins": report, "failures": failures}

@@ -57,13 +57,19 @@ def run_demo(output_dir: str = "grpo-plus-demo", max_steps: int = 20, seed: int 
     trainer.train()
     trainer.save_model(output_dir)
     history = [
-        {"step": log["step"], "answer_shape": log["rewards/answer_shape/mean"], "accuracy": log["rewards/accuracy/mean"]}
+        {
+            "step": log["step"],
+            "answer_shape": log["rewards/answer_shape/mean"],
+            "accuracy": log["rewards/accuracy/mean"],
+        }
         for log in trainer.state.log_history
         if "rewards/answer_shape/mean" in log
     ]
     Path(output_dir, "rewards.json").write_text(json.dumps(history, indent=2))
     first, last = history[0], history[-1]
-    print(f"\nanswer_shape reward: step {first['step']}: {first['answer_shape']:.3f} -> "
-          f"step {last['step']}: {last['answer_shape']:.3f}")
+    print(
+        f"\nanswer_shape reward: step {first['step']}: {first['answer_shape']:.3f} -> "
+        f"step {last['step']}: {last['answer_shape']:.3f}"
+    )
     print(f"model saved to {output_dir}/, reward history in {output_dir}/rewards.json")
     return history

@@ -15,7 +15,8 @@ provides. The built-in components are registered through the very same hooks (se
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import pluggy
 

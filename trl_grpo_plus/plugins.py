@@ -30,9 +30,7 @@ DISABLE_AUTOLOAD_ENV = "TRL_GRPO_PLUS_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_PLUGINS_ENV = "TRL_GRPO_PLUS_BLOCK_PLUGINS"
 
 # Built-ins go through the same hooks as third-party plugins; this tuple is the only thing that makes them special.
-DEFAULT_PLUGINS = (
-    "trl_grpo_plus.default_plugins.rewards",
-)
+DEFAULT_PLUGINS = ("trl_grpo_plus.default_plugins.rewards",)
 
 
 @dataclass(frozen=True)
@@ -86,8 +84,12 @@ class PluginManager(pluggy.PluginManager):
         return True
 
     def record_failure(self, info: PluginInfo, error: BaseException) -> None:
-        self.load_failures.append(PluginLoadFailure(info, error))
-        logger.warning("trl_grpo_plus %s", self.load_failures[-1].describe())
+        failure = PluginLoadFailure(info, error)
+        # get_registry() may run its hooks again on the same manager; a failure is reported once.
+        if any(known.describe() == failure.describe() for known in self.load_failures):
+            return
+        self.load_failures.append(failure)
+        logger.warning("trl_grpo_plus %s", failure.describe())
 
     def info(self, plugin_name: str) -> PluginInfo:
         return self.plugin_infos.get(plugin_name, PluginInfo(plugin_name))
@@ -100,9 +102,7 @@ class PluginManager(pluggy.PluginManager):
             if hook_caller.name not in known:
                 close = difflib.get_close_matches(hook_caller.name, sorted(known), n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise pluggy.PluginValidationError(
-                    plugin, f"'{hook_caller.name}' is not a {PROJECT_NAME} hook.{hint}"
-                )
+                raise pluggy.PluginValidationError(plugin, f"'{hook_caller.name}' is not a {PROJECT_NAME} hook.{hint}")
 
 
 def _env_blocked() -> set[str]:

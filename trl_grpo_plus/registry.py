@@ -62,9 +62,11 @@ class ComponentRegistry(Mapping[str, Callable[..., Any]]):
         message += f" Available {self.kind}s: {', '.join(sorted(self._components)) or '(none)'}."
         failures = self._manager.load_failures if self._manager else []
         if failures:
-            message += " Some plugins failed to load and may provide it: " + "; ".join(
-                failure.describe() for failure in failures
-            ) + "."
+            message += (
+                " Some plugins failed to load and may provide it: "
+                + "; ".join(failure.describe() for failure in failures)
+                + "."
+            )
         message += (
             f" Install the plugin that provides it (plugins register through the '{self.hook_name}' hook); "
             f"`trl-grpo-plus plugins` lists what is installed."

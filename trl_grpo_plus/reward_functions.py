@@ -8,7 +8,6 @@ contract. Reward models (`nn.Module`) and model ids pass through to TRL unchange
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -102,7 +101,10 @@ def reward_options(func: Callable[..., Any]) -> tuple[set[str], set[str]]:
         return set(), set()
     options, required = set(), set()
     for parameter in parameters:
-        if parameter.name in _CONTRACT_ARGS or parameter.kind not in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+        if parameter.name in _CONTRACT_ARGS or parameter.kind not in (
+            parameter.KEYWORD_ONLY,
+            parameter.POSITIONAL_OR_KEYWORD,
+        ):
             continue
         if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
             options.add(parameter.name)
@@ -165,10 +167,14 @@ def resolve_reward_funcs(
             try:
                 resolved.append(bind_plugin_reward(item, rewards, reward_kwargs.get(item)))
             except UnknownComponentError as error:
-                hint = "" if from_config else " To use a reward model instead, pass its Hub id ('org/name') or a local directory."
+                hint = (
+                    ""
+                    if from_config
+                    else " To use a reward model instead, pass its Hub id ('org/name') or a local directory."
+                )
                 raise UnknownComponentError(f"{error}{hint}") from None
             plugin_names.append(item)
-        elif isinstance(item, str) or isinstance(item, nn.Module):
+        elif isinstance(item, (str, nn.Module)):
             resolved.append(item)  # TRL loads and runs reward models itself
         elif callable(item):
             resolved.append(item if isinstance(item, GuardedReward) else guard(item, get_callable_name(item)))

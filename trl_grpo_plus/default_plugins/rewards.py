@@ -83,7 +83,7 @@ def accuracy(completions, answer=None, solution=None, **kwargs) -> list[float | 
     return rewards
 
 
-def format(  # noqa: A001 - the reward's public name
+def format(
     completions, reasoning_tag: str = "think", answer_tag: str = "answer", pattern: str | None = None, **kwargs
 ) -> list[float]:
     """1.0 when the completion is reasoning in ``<think>...</think>`` followed by ``<answer>...</answer>``, else 0.0.

@@ -15,7 +15,7 @@ import pytest
 from ..plugins import PluginInfo, PluginManager, build_plugin_manager
 from .models import tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
-__all__ = ["tiny_model", "tiny_prompt_dataset", "tiny_tokenizer", "tiny_grpo_config"]
+__all__ = ["tiny_grpo_config", "tiny_model", "tiny_prompt_dataset", "tiny_tokenizer"]
 
 
 def tiny_grpo_config(output_dir, **overrides):
@@ -58,8 +58,3 @@ def register_plugin(plugin_manager):
         return plugin
 
     return register
-
-
-@pytest.fixture
-def tiny_tokenizer_fixture():
-    return tiny_tokenizer()

@@ -9,10 +9,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 pytest.importorskip("math_verify", reason="needs `pip install ./plugins/trl-grpo-plus-math`")
 
-from trl_grpo_plus_math import math_verify  # noqa: E402
+from trl_grpo_plus_math import math_verify
 
-from trl_grpo_plus import GRPOTrainer, build_plugin_manager, get_registry  # noqa: E402
-from trl_grpo_plus.testing import tiny_grpo_config, tiny_model, tiny_prompt_dataset, tiny_tokenizer  # noqa: E402
+from trl_grpo_plus import GRPOTrainer, build_plugin_manager, get_registry
+from trl_grpo_plus.testing import tiny_grpo_config, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
 
 def test_equivalent_forms_of_the_answer_score_one():
@@ -43,8 +43,11 @@ def test_the_installed_distribution_registers_the_reward_through_its_entry_point
 def test_it_trains_by_name(tmp_path):
     tokenizer = tiny_tokenizer()
     trainer = GRPOTrainer(
-        model=tiny_model(tokenizer), reward_funcs=["math_verify"], args=tiny_grpo_config(tmp_path),
-        train_dataset=tiny_prompt_dataset(), processing_class=tokenizer,
+        model=tiny_model(tokenizer),
+        reward_funcs=["math_verify"],
+        args=tiny_grpo_config(tmp_path),
+        train_dataset=tiny_prompt_dataset(),
+        processing_class=tokenizer,
     )
     trainer.train()
     assert "rewards/math_verify/mean" in trainer.state.log_history[0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from math_verify import LatexExtractionConfig, ExprExtractionConfig, parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
 from trl_grpo_plus import hookimpl
 from trl_grpo_plus.default_plugins.rewards import completion_text
 
@@ -17,7 +18,7 @@ def _gold_text(gold: str) -> str:
 
 
 def math_verify(completions, solution=None, answer=None, timeout_seconds: int = 5, **kwargs) -> list[float | None]:
-    """1.0 when the completion's answer is mathematically equivalent to the gold answer, else 0.0; None without gold."""
+    """1.0 when the completion's answer is mathematically equivalent to the gold one, else 0.0; None without gold."""
     golds = solution if solution is not None else answer
     if golds is None:
         return [None] * len(completions)
