@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
     demo = commands.add_parser("demo", help="run the offline GRPO demo on a tiny built-in model and task")
     demo.add_argument("--output-dir", default="grpo-plus-demo", help="where to write checkpoints and the log")
-    demo.add_argument("--max-steps", type=int, default=20, help="GRPO optimizer steps")
+    demo.add_argument("--max-steps", type=int, default=40, help="GRPO optimizer steps")
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

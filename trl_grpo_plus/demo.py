@@ -28,7 +28,7 @@ class DemoPlugin:
         register(answer_shape)
 
 
-def run_demo(output_dir: str = "grpo-plus-demo", max_steps: int = 20, seed: int = 0) -> list[dict]:
+def run_demo(output_dir: str = "grpo-plus-demo", max_steps: int = 40, seed: int = 0) -> list[dict]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from . import GRPOTrainer, build_plugin_manager
