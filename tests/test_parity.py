@@ -5,7 +5,7 @@ import torch
 import trl
 
 import trl_grpo_plus
-from trl_grpo_plus.testing import tiny_model, tiny_prompt_dataset, tiny_tokenizer
+from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
 TIMING_KEYS = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 
@@ -20,22 +20,7 @@ def length_bonus(completions, **kwargs):
 
 def train(trainer_cls, config_cls, output_dir, **overrides):
     tokenizer = tiny_tokenizer()
-    settings = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=5,
-        learning_rate=5e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        seed=0,
-        reward_weights=[1.0, 0.5],
-    )
+    settings = tiny_grpo_settings(output_dir, max_steps=5, learning_rate=5e-2, reward_weights=[1.0, 0.5])
     settings.update(overrides)
     # A saved checkpoint, as TRL loads its reference model (beta > 0) from the model's path.
     model_dir = output_dir / "initial-model"

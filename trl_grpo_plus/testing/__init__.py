@@ -18,10 +18,8 @@ from .models import tiny_model, tiny_prompt_dataset, tiny_tokenizer
 __all__ = ["tiny_grpo_config", "tiny_model", "tiny_prompt_dataset", "tiny_tokenizer"]
 
 
-def tiny_grpo_config(output_dir, **overrides):
-    """A `trl_grpo_plus.GRPOConfig` for seconds-long CPU runs on `tiny_model`; any field can be overridden."""
-    from ..config import GRPOConfig
-
+def tiny_grpo_settings(output_dir, **overrides) -> dict:
+    """GRPO config fields for seconds-long CPU runs on `tiny_model`, for any config class (ours or TRL's)."""
     settings = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=4,
@@ -38,7 +36,14 @@ def tiny_grpo_config(output_dir, **overrides):
         seed=0,
     )
     settings.update(overrides)
-    return GRPOConfig(**settings)
+    return settings
+
+
+def tiny_grpo_config(output_dir, **overrides):
+    """A `trl_grpo_plus.GRPOConfig` from `tiny_grpo_settings`; any field can be overridden."""
+    from ..config import GRPOConfig
+
+    return GRPOConfig(**tiny_grpo_settings(output_dir, **overrides))
 
 
 @pytest.fixture
