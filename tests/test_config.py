@@ -1,6 +1,7 @@
 """GRPOConfig: every TRL field, plus the extension options with their validation."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import trl
@@ -18,7 +19,16 @@ def test_every_trl_field_is_kept_with_its_default(tmp_path):
 
 def test_every_extension_field_has_help_text():
     extension = {f.name for f in dataclasses.fields(GRPOConfig)} - {f.name for f in dataclasses.fields(trl.GRPOConfig)}
-    assert extension == {"reward_plugins", "reward_kwargs"}
+    assert extension == {
+        "reward_plugins",
+        "reward_kwargs",
+        "advantage_estimator",
+        "advantage_kwargs",
+        "filter_zero_variance_groups",
+        "zero_variance_tolerance",
+        "dynamic_sampling",
+        "max_sampling_rounds",
+    }
     for field in dataclasses.fields(GRPOConfig):
         if field.name in extension:
             assert len(field.metadata["help"]) > 40, field.name
@@ -58,3 +68,16 @@ def test_command_line_flags_set_the_extension_options(tmp_path):
     )
     assert config.reward_plugins == ["accuracy", "format"]
     assert config.reward_kwargs == {"format": {"reasoning_tag": ""}}
+
+
+def test_every_extension_field_is_documented_in_the_class_docstring_and_the_readme():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    extension = {f.name for f in dataclasses.fields(GRPOConfig)} - {f.name for f in dataclasses.fields(trl.GRPOConfig)}
+    for name in extension:
+        assert f"    {name} (" in GRPOConfig.__doc__, name
+        assert f"`{name}" in readme, name
+
+
+def test_the_run_config_names_the_advantage_estimator_in_effect(tmp_path):
+    assert GRPOConfig(str(tmp_path), **CPU).to_dict()["advantage/estimator"] == "grpo"
+    assert GRPOConfig(str(tmp_path), scale_rewards="none", **CPU).to_dict()["advantage/estimator"] == "dr_grpo"

@@ -53,6 +53,10 @@ def assert_same_training(reference, ours):
         pytest.param(
             {"beta": 0.1, "num_iterations": 2, "gradient_accumulation_steps": 2}, id="kl-iterations-accumulation"
         ),
+        # TRL's advantage settings keep their meaning (each maps onto an estimator plugin).
+        pytest.param({"scale_rewards": "batch"}, id="scale-rewards-batch"),
+        pytest.param({"scale_rewards": "none"}, id="scale-rewards-none"),
+        pytest.param({"multi_objective_aggregation": "normalize_then_sum"}, id="normalize-then-sum"),
     ],
 )
 def test_defaults_train_identically_to_trl(tmp_path, overrides):
@@ -61,6 +65,22 @@ def test_defaults_train_identically_to_trl(tmp_path, overrides):
     assert reference.state.global_step == ours.state.global_step == 5
     # The run must have learned something, or the comparison would be vacuous.
     assert any(log.get("grad_norm", 0) > 0 for log in reference.state.log_history)
+    assert_same_training(reference, ours)
+
+
+@pytest.mark.parametrize(
+    ("trl_settings", "estimator"),
+    [({"scale_rewards": "batch"}, "batch_std"), ({"multi_objective_aggregation": "normalize_then_sum"}, "gdpo")],
+)
+def test_naming_the_estimator_trains_like_trls_setting(tmp_path, trl_settings, estimator):
+    reference = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "trl", max_steps=3, **trl_settings)
+    ours = train(
+        trl_grpo_plus.GRPOTrainer,
+        trl_grpo_plus.GRPOConfig,
+        tmp_path / "ours",
+        max_steps=3,
+        advantage_estimator=estimator,
+    )
     assert_same_training(reference, ours)
 
 

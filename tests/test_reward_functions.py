@@ -44,7 +44,8 @@ def test_an_unknown_option_is_refused_listing_the_options(plugin_manager):
 
 def test_a_missing_required_option_is_refused_showing_how_to_set_it(plugin_manager):
     with pytest.raises(
-        PluginError, match="'overlong_penalty' needs option 'cache_length', 'max_length'.*reward_kwargs="
+        PluginError,
+        match="'overlong_penalty' needs option 'cache_length', 'max_length'. Set it in GRPOConfig.reward_kwargs\\['overlong_penalty'\\]",
     ):
         resolve(plugin_manager, ["overlong_penalty"])
 

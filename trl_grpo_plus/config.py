@@ -7,6 +7,8 @@ from typing import Any
 
 import trl
 
+from .advantages import TRL_DEFAULT_SETTINGS, TRL_EQUIVALENTS
+
 
 @dataclass
 class GRPOConfig(trl.GRPOConfig):
@@ -19,9 +21,23 @@ class GRPOConfig(trl.GRPOConfig):
         reward_kwargs (`dict[str, dict]`, *optional*):
             Options per plugin reward, by reward name, e.g. `{"overlong_penalty": {"max_length": 512,
             "cache_length": 128}}`.
+        advantage_estimator (`str`, *optional*):
+            Name of the registered advantage estimator (`grpo`, `dr_grpo`, `batch_std`, `rloo`, `reinforce_pp`,
+            `gdpo`, `rank`, or a plugin's). Default: the one equal to TRL's `scale_rewards` /
+            `multi_objective_aggregation` (`grpo` for TRL's defaults).
+        advantage_kwargs (`dict`, *optional*):
+            Options of the advantage estimator, e.g. `{"ddof": 0}` for `grpo`.
+        filter_zero_variance_groups (`bool`, *optional*, defaults to `False`):
+            Drop groups whose rewards all (nearly) agree before the loss, so they cost no policy forward/backward.
+        zero_variance_tolerance (`float`, *optional*, defaults to `1e-6`):
+            A group is dropped when the spread (max - min) of its rewards is at most this.
+        dynamic_sampling (`bool`, *optional*, defaults to `False`):
+            DAPO's dynamic sampling: when filtering leaves the batch short, generate more groups to refill it.
+        max_sampling_rounds (`int`, *optional*, defaults to `3`):
+            Generation rounds per batch with dynamic sampling, the first included; then train on what was kept.
     """
 
-    _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs"]
+    _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "advantage_kwargs"]
 
     reward_plugins: list[str] | None = field(
         default=None,
@@ -38,8 +54,52 @@ class GRPOConfig(trl.GRPOConfig):
         },
     )
 
+    advantage_estimator: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name of the registered advantage estimator: grpo, dr_grpo, batch_std, rloo, reinforce_pp, gdpo, "
+            "rank, or one from a plugin (`trl-grpo-plus plugins` lists them). Default: the estimator equal to TRL's "
+            "`scale_rewards` and `multi_objective_aggregation` settings (grpo for TRL's defaults)."
+        },
+    )
+    advantage_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": 'Options of the advantage estimator, e.g. `{"ddof": 0}` for grpo. A JSON string on the CLI.'
+        },
+    )
+    filter_zero_variance_groups: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop groups whose rewards all (nearly) agree before the loss: they carry no learning signal, and "
+            "dropped they cost no policy forward/backward. The dapo/bnpo token normalizer counts kept tokens only."
+        },
+    )
+    zero_variance_tolerance: float = field(
+        default=1e-6,
+        metadata={
+            "help": "A group counts as zero-variance when the spread (max - min) of its rewards is at most this."
+        },
+    )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "DAPO-style dynamic sampling (needs `filter_zero_variance_groups`): when filtering leaves fewer "
+            "completions than `generation_batch_size`, generate groups for more prompts and refill the batch."
+        },
+    )
+    max_sampling_rounds: int = field(
+        default=3,
+        metadata={
+            "help": "With `dynamic_sampling`, the most generation rounds per batch, the first included; after the "
+            "last round the step trains on what was kept."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
+        self._check_advantage_options()
+        self._check_filter_options()
         if self.reward_plugins is not None:
             if isinstance(self.reward_plugins, str):  # a single name from a YAML scalar or a CLI string
                 self.reward_plugins = [name.strip() for name in self.reward_plugins.split(",") if name.strip()]
@@ -54,3 +114,67 @@ class GRPOConfig(trl.GRPOConfig):
                 "reward_kwargs must map each reward name to a dict of its options, e.g. "
                 f'{{"overlong_penalty": {{"max_length": 512, "cache_length": 128}}}}; got {self.reward_kwargs!r}.'
             )
+
+    def _check_advantage_options(self) -> None:
+        if self.advantage_kwargs is not None and not isinstance(self.advantage_kwargs, dict):
+            raise ValueError(
+                f'advantage_kwargs must be a dict of the estimator\'s options, e.g. {{"ddof": 0}}; got '
+                f"{self.advantage_kwargs!r}."
+            )
+        if self.advantage_estimator is not None and not (
+            isinstance(self.advantage_estimator, str) and self.advantage_estimator
+        ):
+            raise ValueError(f"advantage_estimator must be an estimator name, got {self.advantage_estimator!r}.")
+        settings = (self.multi_objective_aggregation, self.scale_rewards)
+        if settings not in TRL_EQUIVALENTS:
+            return  # TRL's own validation reports invalid values of its fields
+        trl_choice = TRL_EQUIVALENTS[settings]
+        if self.advantage_estimator is not None and settings != TRL_DEFAULT_SETTINGS:
+            if self.advantage_estimator != trl_choice:
+                raise ValueError(
+                    f"advantage_estimator={self.advantage_estimator!r} contradicts TRL's "
+                    f"multi_objective_aggregation={settings[0]!r} with scale_rewards={settings[1]!r}, which selects "
+                    f"'{trl_choice}'. Set only one of them: drop scale_rewards / multi_objective_aggregation, or "
+                    f"advantage_estimator."
+                )
+
+    def _check_filter_options(self) -> None:
+        if not isinstance(self.zero_variance_tolerance, (int, float)) or self.zero_variance_tolerance < 0:
+            raise ValueError(
+                f"zero_variance_tolerance must be a number >= 0 (the largest reward spread that still counts as zero "
+                f"variance), got {self.zero_variance_tolerance!r}."
+            )
+        if not isinstance(self.max_sampling_rounds, int) or self.max_sampling_rounds < 1:
+            raise ValueError(
+                f"max_sampling_rounds must be an integer >= 1 (generation rounds per batch, the first included), "
+                f"got {self.max_sampling_rounds!r}."
+            )
+        if self.dynamic_sampling and not self.filter_zero_variance_groups:
+            raise ValueError(
+                "dynamic_sampling refills what zero-variance filtering drops, so it needs "
+                "filter_zero_variance_groups=True. Set both, or neither."
+            )
+
+    @property
+    def resolved_advantage_estimator(self) -> str:
+        """The estimator this config selects: `advantage_estimator`, or the one TRL's own settings amount to."""
+        return resolve_advantage_estimator(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        # Trackers log this dict as the run config; the estimator in effect belongs in it even when it is implied.
+        return {**super().to_dict(), "advantage/estimator": self.resolved_advantage_estimator}
+
+
+def resolve_advantage_estimator(args: trl.GRPOConfig) -> str:
+    """The advantage estimator `args` selects; a plain `trl.GRPOConfig` selects TRL's equivalent."""
+    explicit = getattr(args, "advantage_estimator", None)
+    if explicit is not None:
+        return explicit
+    settings = (args.multi_objective_aggregation, args.scale_rewards)
+    if settings not in TRL_EQUIVALENTS:
+        raise ValueError(
+            f"Unknown TRL advantage settings multi_objective_aggregation={settings[0]!r}, scale_rewards={settings[1]!r}. "
+            f"multi_objective_aggregation must be 'sum_then_normalize' or 'normalize_then_sum'; scale_rewards 'group', "
+            f"'batch' or 'none'."
+        )
+    return TRL_EQUIVALENTS[settings]

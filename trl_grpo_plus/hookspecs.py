@@ -60,18 +60,30 @@ def register_reward_functions(register: Register) -> None:
 
 @hookspec
 def register_advantage_estimators(register: Register) -> None:
-    """Register advantage estimators, selectable by name.
+    """Register advantage estimators, selectable by name with ``GRPOConfig.advantage_estimator``.
 
     Call ``register(estimator, name=None)`` once per estimator. Every estimator shares one signature::
 
         estimator(rewards_per_func: Tensor[N, R], reward_weights: Tensor[R], group_ids: LongTensor[N], **options)
             -> Tensor[N]
 
-    - ``rewards_per_func``: the reward of each of the N completions under each of the R reward functions; NaN where a
-      reward function returned ``None``.
-    - ``reward_weights``: the weight of each reward function.
-    - ``group_ids``: the group (prompt) of each completion; groups may differ in size.
-    - Returns the advantage of each completion (finite; 0 where a completion could not be scored at all).
+    - ``rewards_per_func``: float32, the reward of each of the N completions of a generation batch (all processes,
+      in global order) under each of the R reward functions; NaN where a function returned ``None``. A row that is
+      NaN throughout is *unscorable*: it must get advantage 0 and must not move any baseline.
+    - ``reward_weights``: float32, TRL's ``reward_weights``, one per reward function.
+    - ``group_ids``: int64, the group (prompt) of each completion. Ids are arbitrary integers, not necessarily
+      contiguous or sorted, and groups may differ in size (group-size schedules make ragged groups). Never reshape
+      by a fixed group size; ``trl_grpo_plus.groups.GroupLayout`` turns ids into a dense NaN-padded table.
+    - ``options``: keyword-only parameters, set by the user in ``GRPOConfig.advantage_kwargs``; a parameter without a
+      default is required. An optional ``estimator.validate_options(**options)`` may raise ``ValueError``.
+    - Returns float advantages of shape ``[N]``, finite everywhere. The trainer checks this on every call, and once at
+      start-up on a small ragged batch, and raises an error naming the estimator and its plugin otherwise.
+
+    The same batch is seen by every process, so an estimator may use batch-level statistics. With zero-variance
+    filtering it sees only the kept groups: the batch that trains.
+
+    Built-ins (plugin ``advantages``): ``grpo``, ``dr_grpo``, ``batch_std``, ``rloo``, ``reinforce_pp``, ``gdpo``,
+    ``rank``.
     """
 
 

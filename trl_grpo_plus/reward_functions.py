@@ -7,7 +7,6 @@ contract. Reward models (`nn.Module`) and model ids pass through to TRL unchange
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +16,7 @@ from torch import nn
 from trl.trainer.utils import get_callable_name, is_async_callable
 
 from .errors import PluginError, RewardFunctionError, UnknownComponentError
+from .options import check_options
 from .registry import ComponentRegistry
 
 # Arguments TRL passes itself; a reward's other keyword parameters with defaults are its options.
@@ -93,50 +93,16 @@ def guard(func: Callable[..., Any], name: str, plugin: str | None = None, option
     return cls(func, name, plugin, options)
 
 
-def reward_options(func: Callable[..., Any]) -> tuple[set[str], set[str]]:
-    """(all option names, required option names) a reward function declares as keyword parameters."""
-    try:
-        parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return set(), set()
-    options, required = set(), set()
-    for parameter in parameters:
-        if parameter.name in _CONTRACT_ARGS or parameter.kind not in (
-            parameter.KEYWORD_ONLY,
-            parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            continue
-        if parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
-            options.add(parameter.name)
-            required.add(parameter.name)
-        elif parameter.default is not parameter.empty:
-            options.add(parameter.name)
-    return options, required
-
-
 def bind_plugin_reward(name: str, rewards: ComponentRegistry, options: Mapping[str, Any] | None) -> GuardedReward:
     """The registered reward `name` with its `options`, checked against what the function declares."""
     func = rewards.resolve(name)
-    options = dict(options or {})
-    known, required = reward_options(func)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise PluginError(
-            f"Reward function '{name}' has no option {', '.join(map(repr, unknown))}. "
-            f"Its options are: {', '.join(sorted(known)) or '(none)'}. Fix GRPOConfig.reward_kwargs['{name}']."
-        )
-    missing = sorted(required - set(options))
-    if missing:
-        raise PluginError(
-            f"Reward function '{name}' needs option {', '.join(map(repr, missing))}. Set it with "
-            f"GRPOConfig.reward_kwargs={{'{name}': {{{', '.join(f'{m!r}: ...' for m in missing)}}}}}."
-        )
-    validate = getattr(func, "validate_options", None)
-    if validate is not None:
-        try:
-            validate(**options)
-        except (TypeError, ValueError) as error:
-            raise PluginError(f"Bad options for reward function '{name}': {error}.") from None
+    options = check_options(
+        func,
+        options,
+        contract_args=_CONTRACT_ARGS,
+        describe=f"Reward function '{name}'",
+        config_field=f"GRPOConfig.reward_kwargs['{name}']",
+    )
     return guard(func, name, rewards.plugin_of(name), options)
 
 

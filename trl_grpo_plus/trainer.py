@@ -1,19 +1,37 @@
-"""`GRPOTrainer`: TRL's trainer with plugin-resolved components. With no extension option set it is TRL's trainer."""
+"""`GRPOTrainer`: TRL's trainer with plugin-resolved components. With no extension option set it is TRL's trainer.
+
+What it changes in TRL, each at the narrowest method:
+
+- rewards named by plugin are resolved before TRL's `__init__` (so bad names fail before any model loads);
+- the advantage comes from the configured estimator: `_generate_and_score_completions` keeps TRL's scoring and
+  replaces only its `advantages`, computed from the rewards `_calculate_rewards` produced;
+- with zero-variance filtering, rollouts are generated and scored first (`_generate`, `_calculate_rewards`), the
+  groups with signal chosen, and only those replayed through TRL's scoring (reference/old log-probs) and loss.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
+import torch
 import trl
-from trl.trainer.utils import get_config_model_id
+from accelerate.utils import gather_object
+from torch.utils.data import IterableDataset
+from trl.trainer.utils import RepeatSampler, get_config_model_id, nanstd, shuffle_sequence_dict
 
-from .config import GRPOConfig
+from .advantages import AdvantageEstimator
+from .config import GRPOConfig, resolve_advantage_estimator
+from .filtering import KeptPool, Rollouts, process_share, split_rows, zero_variance_rows
+from .groups import total_reward
 from .plugins import PluginManager, build_plugin_manager
 from .registry import get_registry
 from .reward_functions import GuardedReward, resolve_reward_funcs
 
 logger = logging.getLogger(__name__)
+
+_TRL_INIT = inspect.signature(trl.GRPOTrainer.__init__)
 
 
 class GRPOTrainer(trl.GRPOTrainer):
@@ -45,6 +63,17 @@ class GRPOTrainer(trl.GRPOTrainer):
             getattr(args, "reward_kwargs", None),
             self.registry.reward_functions,
         )
+        self.advantage_estimator = AdvantageEstimator(
+            resolve_advantage_estimator(args),
+            self.registry.advantage_estimators,
+            getattr(args, "advantage_kwargs", None),
+        )
+        self.advantage_estimator.check(num_reward_funcs=len(reward_funcs))
+        trl_arguments = _TRL_INIT.bind(self, model, reward_funcs, args, *trl_args, **trl_kwargs).arguments
+        self.filter_zero_variance_groups = _filtering_requested(args, trl_arguments)
+        self._replay: _Replay | None = None
+        self._last_rewards_per_func: torch.Tensor | None = None
+        self._refill_batches = None
         super().__init__(model, reward_funcs, args, *trl_args, **trl_kwargs)
         if self.accelerator.is_main_process:
             logger.info(self.describe_plugins())
@@ -57,4 +86,242 @@ class GRPOTrainer(trl.GRPOTrainer):
             f"{name} [{func.plugin}]" if isinstance(func, GuardedReward) and func.plugin else name
             for name, func in zip(self.reward_func_names, self.reward_funcs, strict=True)
         )
-        return f"trl_grpo_plus: plugins: {plugins}; rewards: {rewards}"
+        estimator = self.advantage_estimator
+        options = f" {estimator.options}" if estimator.options else ""
+        line = (
+            f"trl_grpo_plus: plugins: {plugins}; rewards: {rewards}; "
+            f"advantage estimator: {estimator.name}{options} [{estimator.plugin}]"
+        )
+        if self.filter_zero_variance_groups:
+            line += "; zero-variance groups filtered"
+            if self.args.dynamic_sampling:
+                line += f", dynamic sampling up to {self.args.max_sampling_rounds} rounds"
+        return line
+
+    # --- advantages -------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        if self._replay is not None:  # already scored before filtering
+            return self._replay.rewards_per_func
+        self._last_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._last_rewards_per_func
+
+    def _group_ids(self, num_rows: int, mode: str, first: int = 0) -> torch.Tensor:
+        """Group of each completion of a generation batch, in global order: TRL's sampler lays groups out
+        contiguously, `num_generations` completions per prompt."""
+        size = self.num_generations if mode == "train" else self.num_generations_eval
+        return first + torch.arange(num_rows, device=self.accelerator.device) // size
+
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        if mode == "train" and self.filter_zero_variance_groups:
+            return self._generate_and_score_kept_groups(inputs)
+        output = super()._generate_and_score_completions(inputs)
+        rewards_per_func = self._last_rewards_per_func
+        group_ids = self._group_ids(len(rewards_per_func), mode)
+        self._set_advantages(output, self.advantage_estimator(rewards_per_func, self.reward_weights, group_ids))
+        return output
+
+    def _set_advantages(self, output: dict[str, Any], advantages: torch.Tensor) -> None:
+        """Put this process's share of the estimator's `advantages` (all processes' rows) in place of TRL's."""
+        local = output["advantages"]
+        start = self.accelerator.process_index * len(local)
+        output["advantages"] = advantages[start : start + len(local)].to(local)
+        logged = self._logs["advantages"]  # the completions table: TRL appended its own values last
+        for _ in range(min(len(advantages), len(logged))):
+            logged.pop()
+        logged.extend(advantages.tolist())
+
+    # --- zero-variance filtering and dynamic sampling ---------------------------------------------------------
+
+    def _generate_and_score_kept_groups(self, inputs):
+        pool = KeptPool(
+            target_rows=self.args.generation_batch_size,
+            num_reward_funcs=len(self.reward_funcs),
+            tolerance=self.args.zero_variance_tolerance,
+        )
+        batch, next_group = inputs, 0
+        while True:
+            rollouts = self._roll_out(batch, first_group=next_group)
+            next_group = int(rollouts.group_ids.max()) + 1
+            pool.add(rollouts, self.reward_weights)
+            if pool.full or not self.args.dynamic_sampling or pool.rounds >= self.args.max_sampling_rounds:
+                break
+            batch = self._next_refill_batch()
+
+        kept = pool.kept()
+        share = process_share(len(kept), self.accelerator.num_processes, self.accelerator.process_index)
+        used = (share.stop - share.start) * self.accelerator.num_processes
+        metrics = self._metrics["train"]
+        metrics["filter/frac_groups_dropped"].append(pool.dropped_groups / max(pool.generated_groups, 1))
+        metrics["filter/sampling_rounds"].append(float(pool.rounds))
+        metrics["filter/kept_sequences"].append(float(used))
+        if used == 0:  # nothing to learn from in this batch: every micro-step of it is skipped (see compute_loss)
+            self._log_generated_rewards(pool.all_generated(), replace_trl_values=False)
+            return {"advantages": torch.empty(0, device=self.accelerator.device)}
+
+        # Advantages over the batch that trains (batch-level estimators see only kept groups), before any trim.
+        advantages = self.advantage_estimator(kept.rewards_per_func, self.reward_weights, kept.group_ids)
+        local = kept.select(range(share.start, share.stop))
+        self._replay = _Replay(local.rows, kept.rewards_per_func[:used])
+        self._pending_extra_logs.update(self._replay.extra_logs)
+        try:
+            output = super()._generate_and_score_completions([row["input"] for row in local.rows])
+        finally:
+            self._replay = None
+        self._set_advantages(output, advantages[:used])
+        self._log_generated_rewards(pool.all_generated(), replace_trl_values=True)
+        return output
+
+    def _roll_out(self, inputs: list[dict[str, Any]], first_group: int) -> Rollouts:
+        """Generate and score one generation batch; returns every process's completions, in global order."""
+        prompts = [example["prompt"] for example in inputs]
+        prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, _, _ = self._generate(prompts)
+        for i, example in enumerate(inputs):  # as TRL does before scoring: rollout_func fields are columns too
+            for key, values in extra_fields.items():
+                example[key] = values[i] if isinstance(values, list) else values
+        rewards_per_func = self._calculate_rewards(inputs, prompts, completions, completion_ids)
+        extra_logs = {column: list(values) for column, values in self._pending_extra_logs.items()}
+        self._pending_extra_logs.clear()  # re-queued for the kept rows only, in _Replay
+        rows = [
+            {
+                "input": example,
+                "prompt": prompts[i],
+                "prompt_ids": prompt_ids[i],
+                "completion_ids": completion_ids[i],
+                "tool_mask": None if tool_mask is None else tool_mask[i],
+                "completion": completions[i],
+                "logprobs": None if logprobs is None else logprobs[i],
+                "extra": {
+                    key: values[i] if isinstance(values, list) else values for key, values in extra_fields.items()
+                },
+                "extra_log": {c: v[i] if len(v) == len(inputs) else None for c, v in extra_logs.items()},
+            }
+            for i, example in enumerate(inputs)
+        ]
+        rows = gather_object(rows)
+        return Rollouts(rows, rewards_per_func, self._group_ids(len(rows), "train", first=first_group))
+
+    def _next_refill_batch(self) -> list[dict[str, Any]]:
+        """Prompts for another round of dynamic sampling: this process's part of a fresh generation batch."""
+        if self._refill_batches is None:
+            self._refill_batches = self._refill_stream()
+        return next(self._refill_batches)
+
+    def _refill_stream(self):
+        # An independent shuffle of the training set (seed + 1), laid out like TRL's sampler but without repeats,
+        # so refills never shift the main data order and every process draws the same prompts.
+        def sampler(dataset):
+            return RepeatSampler(
+                dataset,
+                mini_repeat_count=self.num_generations,
+                batch_size=self.args.generation_batch_size // self.num_generations,
+                repeat_count=1,
+                shuffle=self.shuffle_dataset,
+                seed=self.args.seed + 1,
+            )
+
+        loader = self._get_dataloader(
+            self.train_dataset,
+            description="Training",
+            batch_size=self._train_batch_size * self.args.steps_per_generation,
+            sampler_fn=sampler,
+            is_training=True,
+        )
+        while True:
+            yield from loader
+
+    def _log_generated_rewards(self, generated: Rollouts, replace_trl_values: bool) -> None:
+        """Reward metrics over every completion generated for the batch, not only the kept ones TRL scored."""
+        rewards_per_func = generated.rewards_per_func
+        rewards = total_reward(rewards_per_func, self.reward_weights)
+        zero = zero_variance_rows(
+            rewards_per_func, self.reward_weights, generated.group_ids, self.args.zero_variance_tolerance
+        )
+        values = {
+            **{
+                f"rewards/{name}/mean": torch.nanmean(rewards_per_func[:, i]).item()
+                for i, name in enumerate(self.reward_func_names)
+            },
+            **{
+                f"rewards/{name}/std": nanstd(rewards_per_func[:, i]).item()
+                for i, name in enumerate(self.reward_func_names)
+            },
+            "reward": torch.nanmean(rewards).item(),
+            "reward_std": nanstd(rewards).item(),
+            "frac_reward_zero_std": zero.float().mean().item(),
+        }
+        metrics = self._metrics["train"]
+        for key, value in values.items():
+            if replace_trl_values and metrics[key]:
+                metrics[key].pop()
+            metrics[key].append(value)
+
+    def _prepare_inputs(self, generation_batch):
+        if not (self.model.training and self.filter_zero_variance_groups):
+            return super()._prepare_inputs(generation_batch)
+        # TRL's buffering, except that the kept rows need not divide evenly into `steps_per_generation` micro-batches.
+        steps = self.args.steps_per_generation
+        if self._step % (steps * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            if len(batch["advantages"]):
+                batch = shuffle_sequence_dict(batch)
+            self._buffered_inputs = split_rows(batch, steps)
+        return self._buffered_inputs[self._step % steps]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if len(inputs["advantages"]) == 0:
+            # Every group of this micro-batch was filtered out on every process (they hold equal shares), so all
+            # skip the forward together; a zero loss with no graph leaves the gradients untouched.
+            return torch.zeros((), device=self.accelerator.device, requires_grad=True)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+class _Replay:
+    """Already generated and scored completions, handed to TRL's scoring in place of generating them again."""
+
+    def __init__(self, rows: list[dict[str, Any]], rewards_per_func: torch.Tensor) -> None:
+        self.rewards_per_func = rewards_per_func
+        tool_masks = [row["tool_mask"] for row in rows]
+        logprobs = [row["logprobs"] for row in rows]
+        extra_keys = dict.fromkeys(key for row in rows for key in row["extra"])
+        self.generation = (
+            [row["prompt_ids"] for row in rows],
+            [row["completion_ids"] for row in rows],
+            None if all(mask is None for mask in tool_masks) else tool_masks,
+            [row["completion"] for row in rows],
+            None if all(lp is None for lp in logprobs) else logprobs,
+            {key: [row["extra"].get(key) for row in rows] for key in extra_keys},
+            None,  # images: filtering refuses image datasets
+            [],  # tool images: filtering refuses tools
+        )
+        columns = dict.fromkeys(column for row in rows for column in row["extra_log"])
+        self.extra_logs = {column: [row["extra_log"].get(column) for row in rows] for column in columns}
+
+
+def _filtering_requested(args: trl.GRPOConfig, trl_arguments: dict[str, Any]) -> bool:
+    """Whether to filter zero-variance groups; refuses settings whose rollouts TRL assembles inside its scoring."""
+    if not getattr(args, "filter_zero_variance_groups", False):
+        return False
+    dataset = trl_arguments.get("train_dataset")
+    unsupported = []
+    if trl_arguments.get("tools"):
+        unsupported.append("`tools` (tool calls run inside TRL's scoring step)")
+    if trl_arguments.get("environment_factory") is not None:
+        unsupported.append("`environment_factory` (environments are reset inside TRL's scoring step)")
+    if {"image", "images"} & set(getattr(dataset, "column_names", None) or ()):
+        unsupported.append("image datasets (images are prepared inside TRL's scoring step)")
+    if args.dynamic_sampling and isinstance(dataset, IterableDataset | _hf_iterable_dataset_type()):
+        unsupported.append("dynamic_sampling with an iterable train_dataset (refills need a map-style dataset)")
+    if unsupported:
+        raise ValueError(
+            "filter_zero_variance_groups is not supported with " + "; ".join(unsupported) + ". Turn "
+            "filter_zero_variance_groups (and dynamic_sampling) off, or drop that setting."
+        )
+    return True
+
+
+def _hf_iterable_dataset_type() -> type:
+    import datasets
+
+    return datasets.IterableDataset
