@@ -148,16 +148,29 @@ def test_a_batch_with_no_group_left_is_skipped_without_touching_the_model(tmp_pa
     assert not record["parameters_changed"]
 
 
-@pytest.mark.parametrize("mode", [[], ["--dynamic_sampling"]], ids=["filtering", "dynamic-sampling"])
-def test_one_and_two_processes_keep_the_same_groups(tmp_path, mode):
-    one, _ = run_script(tmp_path / "one", "--max_steps", "3", *mode)
+@pytest.mark.parametrize(
+    ("mode", "per_device"),
+    [([], 16), (["--dynamic_sampling"], 16), (["--gradient_accumulation_steps", "3", "--dead_every", "3"], 8)],
+    ids=["filtering", "dynamic-sampling", "uneven-micro-batches"],
+)
+def test_one_and_two_processes_keep_the_same_groups(tmp_path, mode, per_device):
+    one, _ = run_script(tmp_path / "one", "--max_steps", "2", "--per_device_train_batch_size", str(per_device), *mode)
     two, records = run_script(
-        tmp_path / "two", "--max_steps", "3", "--per_device_train_batch_size", "8", *mode, processes=2
+        tmp_path / "two", "--max_steps", "2", "--per_device_train_batch_size", str(per_device // 2), *mode, processes=2
     )
     assert one == two
     # Every rank scored the same number of sequences at every step, so their forward/backward passes line up.
     per_rank = [{step: len(prompts) for step, prompts in record["scored"].items()} for record in records]
     assert per_rank[0] == per_rank[1]
+
+
+def test_two_processes_skip_a_batch_with_no_group_left_together(tmp_path):
+    _, records = run_script(
+        tmp_path, "--max_steps", "2", "--dead_every", "1", "--per_device_train_batch_size", "8", processes=2
+    )
+    for record in records:
+        assert [log.get("filter/kept_sequences") for log in record["log_history"][:2]] == [0, 0]
+        assert not record["parameters_changed"]
 
 
 def tiny_trainer(tmp_path, reward, **overrides):
