@@ -142,3 +142,19 @@ def test_total_reward_is_nan_only_when_every_reward_is_missing():
     torch.testing.assert_close(
         total_reward(rewards, torch.tensor([1.0, 0.5])), torch.tensor([1.0, NAN, 2.0]), equal_nan=True
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # group means 1 and 2 -> centered [1, -1, 1, 1, -2]; sample std of the rewards over the batch 1.5166
+        ("batch_std", [0.6593, -0.6593, 0.6593, 0.6593, -1.3187, 0.0]),
+        # centered [1, -1, 1, 1, -2] has batch mean 0 and sample std 1.4142
+        ("reinforce_pp", [0.7071, -0.7071, 0.7071, 0.7071, -1.4142, 0.0]),
+        # in-group z-scores [0.7071, -0.7071] and [0.5774, 0.5774, -1.1547]; batch mean 0, sample std 0.8660
+        ("gdpo", [0.8165, -0.8165, 0.6667, 0.6667, -1.3333, 0.0]),
+    ],
+)
+def test_batch_level_estimators_on_ragged_groups_with_an_unscorable_row(name, expected):
+    rewards = column(2.0, 0.0, 3.0, 3.0, 0.0, NAN)
+    close(getattr(builtin, name)(rewards, ONE_REWARD, ids(0, 0, 1, 1, 1, 1)), expected, atol=1e-3)
