@@ -15,6 +15,7 @@ import inspect
 import logging
 from typing import Any
 
+import datasets
 import torch
 import trl
 from accelerate.utils import gather_object
@@ -311,7 +312,7 @@ def _filtering_requested(args: trl.GRPOConfig, trl_arguments: dict[str, Any]) ->
         unsupported.append("`environment_factory` (environments are reset inside TRL's scoring step)")
     if {"image", "images"} & set(getattr(dataset, "column_names", None) or ()):
         unsupported.append("image datasets (images are prepared inside TRL's scoring step)")
-    if args.dynamic_sampling and isinstance(dataset, IterableDataset | _hf_iterable_dataset_type()):
+    if args.dynamic_sampling and isinstance(dataset, IterableDataset | datasets.IterableDataset):
         unsupported.append("dynamic_sampling with an iterable train_dataset (refills need a map-style dataset)")
     if unsupported:
         raise ValueError(
@@ -319,9 +320,3 @@ def _filtering_requested(args: trl.GRPOConfig, trl_arguments: dict[str, Any]) ->
             "filter_zero_variance_groups (and dynamic_sampling) off, or drop that setting."
         )
     return True
-
-
-def _hf_iterable_dataset_type() -> type:
-    import datasets
-
-    return datasets.IterableDataset

@@ -76,6 +76,10 @@ def main():
         "parameters_changed": changed,
     }
     (cli.output_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
+    # Tear the process group down explicitly: left to interpreter exit, gloo's threads can abort one rank.
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
