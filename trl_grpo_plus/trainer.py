@@ -178,9 +178,12 @@ class GRPOTrainer(trl.GRPOTrainer):
         """Generate and score one generation batch; returns every process's completions, in global order."""
         prompts = [example["prompt"] for example in inputs]
         prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, _, _ = self._generate(prompts)
-        for i, example in enumerate(inputs):  # as TRL does before scoring: rollout_func fields are columns too
-            for key, values in extra_fields.items():
-                example[key] = values[i] if isinstance(values, list) else values
+        extras = [
+            {key: values[i] if isinstance(values, list) else values for key, values in extra_fields.items()}
+            for i in range(len(inputs))
+        ]
+        for example, extra in zip(inputs, extras, strict=True):  # as TRL does: rollout_func fields are columns too
+            example.update(extra)
         rewards_per_func = self._calculate_rewards(inputs, prompts, completions, completion_ids)
         extra_logs = {column: list(values) for column, values in self._pending_extra_logs.items()}
         self._pending_extra_logs.clear()  # re-queued for the kept rows only, in _Replay
@@ -193,9 +196,7 @@ class GRPOTrainer(trl.GRPOTrainer):
                 "tool_mask": None if tool_mask is None else tool_mask[i],
                 "completion": completions[i],
                 "logprobs": None if logprobs is None else logprobs[i],
-                "extra": {
-                    key: values[i] if isinstance(values, list) else values for key, values in extra_fields.items()
-                },
+                "extra": extras[i],
                 "extra_log": {c: v[i] if len(v) == len(inputs) else None for c, v in extra_logs.items()},
             }
             for i, example in enumerate(inputs)
