@@ -28,10 +28,22 @@ def test_every_extension_field_has_help_text():
         "zero_variance_tolerance",
         "dynamic_sampling",
         "max_sampling_rounds",
+        "group_size_schedule",
+        "group_size_kwargs",
+        "group_size_budget",
     }
     for field in dataclasses.fields(GRPOConfig):
         if field.name in extension:
             assert len(field.metadata["help"]) > 40, field.name
+
+
+def test_group_size_kwargs_is_parsed_from_json_on_the_command_line(tmp_path):
+    config = GRPOConfig(str(tmp_path), group_size_kwargs='{"start": 4, "end": 8, "steps": 10}', **CPU)
+    assert config.group_size_kwargs == {"start": 4, "end": 8, "steps": 10}
+
+
+def test_the_run_config_names_the_group_size_schedule(tmp_path):
+    assert GRPOConfig(str(tmp_path), **CPU).to_dict()["group_size/schedule"] == "constant"
 
 
 def test_reward_kwargs_is_parsed_from_json_on_the_command_line(tmp_path):

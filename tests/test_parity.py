@@ -98,3 +98,16 @@ def test_logged_reward_names_are_trls(tmp_path):
 def test_public_classes_subclass_trls():
     assert issubclass(trl_grpo_plus.GRPOTrainer, trl.GRPOTrainer)
     assert issubclass(trl_grpo_plus.GRPOConfig, trl.GRPOConfig)
+
+
+def test_naming_the_constant_schedule_trains_like_trl(tmp_path):
+    reference = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "trl", max_steps=3)
+    ours = train(
+        trl_grpo_plus.GRPOTrainer,
+        trl_grpo_plus.GRPOConfig,
+        tmp_path / "ours",
+        max_steps=3,
+        group_size_schedule="constant",
+        group_size_kwargs={"size": 4},  # = num_generations
+    )
+    assert_same_training(reference, ours)

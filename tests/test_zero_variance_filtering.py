@@ -1,12 +1,8 @@
 """Zero-variance group filtering and dynamic sampling: what is kept, and that dropped groups cost no forward pass."""
 
-import json
 import math
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
+import launching
 import pytest
 import torch
 from datasets import Dataset, IterableDataset
@@ -15,7 +11,6 @@ from trl_grpo_plus import GRPOConfig, GRPOTrainer
 from trl_grpo_plus.filtering import KeptPool, Rollouts, process_share, split_rows, zero_variance_rows
 from trl_grpo_plus.testing import tiny_grpo_config, tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
-SCRIPT = Path(__file__).parent / "scripts" / "train_filtered.py"
 NAN = math.nan
 
 
@@ -93,21 +88,7 @@ def test_kept_rows_split_into_micro_batches_differing_by_at_most_one_row():
 
 
 def run_script(output_dir, *args, processes=1):
-    if processes == 1:
-        command = [sys.executable, str(SCRIPT), str(output_dir), *args]
-    else:
-        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-        # torchrun-based launcher; the script's use_cpu=True makes accelerate pick the gloo backend on CPU.
-        command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
-        command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(output_dir), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    records = [json.loads((output_dir / f"rank{rank}.json").read_text()) for rank in range(processes)]
-    scored = {}
-    for record in records:
-        for step, prompts in record["scored"].items():
-            scored.setdefault(int(step), []).extend(prompts)
-    return {step: sorted(prompts) for step, prompts in scored.items()}, records
+    return launching.run_script("train_filtered.py", output_dir, *args, processes=processes)
 
 
 def is_dead(prompt):  # the script gives every completion of an even-numbered prompt the same reward

@@ -35,9 +35,19 @@ class GRPOConfig(trl.GRPOConfig):
             DAPO's dynamic sampling: when filtering leaves the batch short, generate more groups to refill it.
         max_sampling_rounds (`int`, *optional*, defaults to `3`):
             Generation rounds per batch with dynamic sampling, the first included; then train on what was kept.
+        group_size_schedule (`str`, *optional*, defaults to `"constant"`):
+            Name of the registered group-size schedule (`constant`, `linear`, `cosine`, `step`,
+            `adaptive_zero_variance`, `per_prompt_adaptive`, or a plugin's): how many completions each prompt gets in
+            each generation batch. `constant` is TRL's fixed `num_generations`.
+        group_size_kwargs (`dict`, *optional*):
+            Options of the group-size schedule, e.g. `{"start": 4, "end": 16, "steps": 200}` for `linear`.
+        group_size_budget (`str`, *optional*, defaults to `"completions"`):
+            What a schedule keeps fixed per generation batch: `"completions"` (`generation_batch_size` of them; bigger
+            groups mean fewer prompts) or `"prompts"` (`generation_batch_size // num_generations` of them; bigger
+            groups mean more completions).
     """
 
-    _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "advantage_kwargs"]
+    _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "advantage_kwargs", "group_size_kwargs"]
 
     reward_plugins: list[str] | None = field(
         default=None,
@@ -96,10 +106,36 @@ class GRPOConfig(trl.GRPOConfig):
         },
     )
 
+    group_size_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "Name of the registered group-size schedule: constant (TRL's fixed num_generations), linear, "
+            "cosine, step, adaptive_zero_variance, per_prompt_adaptive, or one from a plugin (`trl-grpo-plus plugins` "
+            "lists them). It sets how many completions each prompt gets in each generation batch."
+        },
+    )
+    group_size_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": 'Options of the group-size schedule, e.g. `{"start": 4, "end": 16, "steps": 200}` for linear. '
+            "A JSON string on the CLI."
+        },
+    )
+    group_size_budget: str = field(
+        default="completions",
+        metadata={
+            "help": "What stays fixed per generation batch when a schedule changes group sizes: 'completions' "
+            "(generation_batch_size of them, so bigger groups mean fewer prompts) or 'prompts' "
+            "(generation_batch_size // num_generations of them, so bigger groups mean more completions).",
+            "choices": ["completions", "prompts"],
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
         self._check_advantage_options()
         self._check_filter_options()
+        self._check_group_size_options()
         if self.reward_plugins is not None:
             if isinstance(self.reward_plugins, str):  # a single name from a YAML scalar or a CLI string
                 self.reward_plugins = [name.strip() for name in self.reward_plugins.split(",") if name.strip()]
@@ -155,6 +191,26 @@ class GRPOConfig(trl.GRPOConfig):
                 "filter_zero_variance_groups=True. Set both, or neither."
             )
 
+    def _check_group_size_options(self) -> None:
+        if not isinstance(self.group_size_schedule, str) or not self.group_size_schedule:
+            raise ValueError(f"group_size_schedule must be a schedule name, got {self.group_size_schedule!r}.")
+        if self.group_size_kwargs is not None and not isinstance(self.group_size_kwargs, dict):
+            raise ValueError(
+                f'group_size_kwargs must be a dict of the schedule\'s options, e.g. {{"start": 4, "end": 16, '
+                f'"steps": 200}}; got {self.group_size_kwargs!r}.'
+            )
+        if self.group_size_budget not in ("completions", "prompts"):
+            raise ValueError(
+                f"group_size_budget must be 'completions' (fixed completions per batch) or 'prompts' (fixed prompts "
+                f"per batch), got {self.group_size_budget!r}."
+            )
+        if self.dynamic_sampling and self.group_size_schedule != "constant":
+            raise ValueError(
+                f"dynamic_sampling refills batches with groups of num_generations, which a group-size schedule "
+                f"('{self.group_size_schedule}') does not keep. Use dynamic_sampling or a group-size schedule, not "
+                f"both (filter_zero_variance_groups alone works with schedules)."
+            )
+
     @property
     def resolved_advantage_estimator(self) -> str:
         """The estimator this config selects: `advantage_estimator`, or the one TRL's own settings amount to."""
@@ -162,7 +218,11 @@ class GRPOConfig(trl.GRPOConfig):
 
     def to_dict(self) -> dict[str, Any]:
         # Trackers log this dict as the run config; the estimator in effect belongs in it even when it is implied.
-        return {**super().to_dict(), "advantage/estimator": self.resolved_advantage_estimator}
+        return {
+            **super().to_dict(),
+            "advantage/estimator": self.resolved_advantage_estimator,
+            "group_size/schedule": self.group_size_schedule,
+        }
 
 
 def resolve_advantage_estimator(args: trl.GRPOConfig) -> str:

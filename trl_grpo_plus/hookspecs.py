@@ -89,8 +89,32 @@ def register_advantage_estimators(register: Register) -> None:
 
 @hookspec
 def register_group_size_schedules(register: Register) -> None:
-    """Register group-size schedules, selectable by name.
+    """Register group-size schedules, selectable by name with ``GRPOConfig.group_size_schedule``.
 
     Call ``register(schedule, name=None)`` once per schedule. A schedule decides, for each generation batch, how many
-    completions each prompt gets, at a fixed number of completions per batch.
+    completions each prompt gets. Every schedule shares one signature::
+
+        schedule(request: GroupSizeRequest, **options) -> list[int]
+
+    - ``request`` (``trl_grpo_plus.group_sizes.GroupSizeRequest``) is asked when the batch is generated, so it
+      reflects every earlier batch: ``step`` (the optimizer step), ``prompts`` (dataset indices of the candidate
+      prompts, in data order) and their ``examples`` (dataset rows), ``completions`` (the budget) or ``num_prompts``
+      (with ``GRPOConfig.group_size_budget="prompts"``), ``num_generations`` (the configured size), and
+      ``history`` (``ScheduleHistory``: each prompt's recent rewards and pass rate, each batch's sizes and share of
+      zero-variance groups, and a free ``state`` dict for the schedule's own bookkeeping).
+    - Returns the group size of each of the first ``len(sizes)`` candidate prompts, every size >= 2. With a fixed
+      budget the sizes sum to exactly ``request.completions`` (``request.uniform(size)`` splits it evenly: 16 at size
+      3 gives ``[3, 3, 3, 3, 4]``); the unused candidates lead the next batch, so no prompt is skipped. With a fixed
+      number of prompts there is one size per prompt (the total is padded to a multiple of the number of processes).
+    - ``options``: keyword-only parameters, set by the user in ``GRPOConfig.group_size_kwargs``; a parameter without
+      a default is required. An optional ``schedule.validate_options(**options)`` may raise ``ValueError``.
+      Raise ``ValueError`` from the schedule when its options cannot size a batch (say, a size above the budget).
+    - Must be deterministic given the request: every process plans the same batch without communicating, and a
+      resumed run (the history is saved in checkpoints) must plan as an uninterrupted one.
+
+    The trainer checks every answer, and asks once per step for the first steps against an empty history before
+    training, raising an error that names the schedule and its plugin.
+
+    Built-ins (plugin ``schedules``): ``constant``, ``linear``, ``cosine``, ``step``, ``adaptive_zero_variance``,
+    ``per_prompt_adaptive``.
     """

@@ -30,7 +30,11 @@ DISABLE_AUTOLOAD_ENV = "TRL_GRPO_PLUS_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_PLUGINS_ENV = "TRL_GRPO_PLUS_BLOCK_PLUGINS"
 
 # Built-ins go through the same hooks as third-party plugins; this tuple is the only thing that makes them special.
-DEFAULT_PLUGINS = ("trl_grpo_plus.default_plugins.rewards", "trl_grpo_plus.default_plugins.advantages")
+DEFAULT_PLUGINS = (
+    "trl_grpo_plus.default_plugins.rewards",
+    "trl_grpo_plus.default_plugins.advantages",
+    "trl_grpo_plus.default_plugins.schedules",
+)
 
 
 @dataclass(frozen=True)

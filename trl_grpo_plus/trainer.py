@@ -6,13 +6,20 @@ What it changes in TRL, each at the narrowest method:
 - the advantage comes from the configured estimator: `_generate_and_score_completions` keeps TRL's scoring and
   replaces only its `advantages`, computed from the rewards `_calculate_rewards` produced;
 - with zero-variance filtering, rollouts are generated and scored first (`_generate`, `_calculate_rewards`), the
-  groups with signal chosen, and only those replayed through TRL's scoring (reference/old log-probs) and loss.
+  groups with signal chosen, and only those replayed through TRL's scoring (reference/old log-probs) and loss;
+- with a group-size schedule, each generation batch is planned when it is generated (`_generate_and_score_completions`
+  takes the planned prompts in place of the dataloader's), and the plan's state rides along in checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import logging
+import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import datasets
@@ -25,7 +32,9 @@ from trl.trainer.utils import RepeatSampler, get_config_model_id, nanstd, shuffl
 from .advantages import AdvantageEstimator
 from .config import GRPOConfig, resolve_advantage_estimator
 from .filtering import KeptPool, Rollouts, process_share, split_rows, zero_variance_rows
+from .group_sizes import GroupSizeSchedule
 from .groups import total_reward
+from .planner import STATE_FILE, BatchPlan, GroupSizePlanner
 from .plugins import PluginManager, build_plugin_manager
 from .registry import get_registry
 from .reward_functions import GuardedReward, resolve_reward_funcs
@@ -70,12 +79,23 @@ class GRPOTrainer(trl.GRPOTrainer):
             getattr(args, "advantage_kwargs", None),
         )
         self.advantage_estimator.check(num_reward_funcs=len(reward_funcs))
+        self.group_size_schedule = GroupSizeSchedule(
+            getattr(args, "group_size_schedule", "constant"),
+            self.registry.group_size_schedules,
+            getattr(args, "group_size_kwargs", None),
+        )
         trl_arguments = _TRL_INIT.bind(self, model, reward_funcs, args, *trl_args, **trl_kwargs).arguments
         self.filter_zero_variance_groups = _filtering_requested(args, trl_arguments)
+        # None when the schedule is TRL's own fixed group size: then TRL's sampler lays out the data, untouched.
+        self.group_size_planner = _planner_for(self.group_size_schedule, args, trl_arguments)
+        self._plan: BatchPlan | None = None
         self._replay: _Replay | None = None
         self._last_rewards_per_func: torch.Tensor | None = None
         self._refill_batches = None
         super().__init__(model, reward_funcs, args, *trl_args, **trl_kwargs)
+        if self.group_size_planner is not None and isinstance(self.train_dataset, datasets.Dataset):
+            # the rows TRL's dataloader would hand over (it drops unused columns when asked to)
+            self.group_size_planner.dataset = self._remove_unused_columns(self.train_dataset, description="training")
         if self.accelerator.is_main_process:
             logger.info(self.describe_plugins())
 
@@ -93,6 +113,14 @@ class GRPOTrainer(trl.GRPOTrainer):
             f"trl_grpo_plus: plugins: {plugins}; rewards: {rewards}; "
             f"advantage estimator: {estimator.name}{options} [{estimator.plugin}]"
         )
+        schedule = self.group_size_schedule
+        options = f" {schedule.options}" if schedule.options else ""
+        line += f"; group-size schedule: {schedule.name}{options} [{schedule.plugin}]"
+        if self.group_size_planner is not None:
+            budget = self.group_size_planner.completions
+            line += (
+                f", {budget} completions per batch" if budget else f", {self.group_size_planner.num_prompts} prompts"
+            )
         if self.filter_zero_variance_groups:
             line += "; zero-variance groups filtered"
             if self.args.dynamic_sampling:
@@ -108,19 +136,28 @@ class GRPOTrainer(trl.GRPOTrainer):
         return self._last_rewards_per_func
 
     def _group_ids(self, num_rows: int, mode: str, first: int = 0) -> torch.Tensor:
-        """Group of each completion of a generation batch, in global order: TRL's sampler lays groups out
-        contiguously, `num_generations` completions per prompt."""
+        """Group of each completion of a generation batch, in global order: the plan's groups under a schedule,
+        else TRL's layout of contiguous groups of `num_generations` completions."""
+        if mode == "train" and self._plan is not None:
+            return first + self._plan.group_ids.to(self.accelerator.device)
         size = self.num_generations if mode == "train" else self.num_generations_eval
         return first + torch.arange(num_rows, device=self.accelerator.device) // size
 
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
+        if mode == "train" and self.group_size_planner is not None:
+            inputs = self._planned_inputs()
         if mode == "train" and self.filter_zero_variance_groups:
             return self._generate_and_score_kept_groups(inputs)
-        output = super()._generate_and_score_completions(inputs)
+        with self._ragged_groups_for_trl():
+            output = super()._generate_and_score_completions(inputs)
         rewards_per_func = self._last_rewards_per_func
         group_ids = self._group_ids(len(rewards_per_func), mode)
         self._set_advantages(output, self.advantage_estimator(rewards_per_func, self.reward_weights, group_ids))
+        if mode == "train" and self._plan is not None:
+            self._record_plan(rewards_per_func)
+            zero = zero_variance_rows(rewards_per_func, self.reward_weights, group_ids, self._zero_std_tolerance)
+            self._metrics["train"]["frac_reward_zero_std"][-1] = zero.float().mean().item()
         return output
 
     def _set_advantages(self, output: dict[str, Any], advantages: torch.Tensor) -> None:
@@ -132,6 +169,63 @@ class GRPOTrainer(trl.GRPOTrainer):
         for _ in range(min(len(advantages), len(logged))):
             logged.pop()
         logged.extend(advantages.tolist())
+
+    # --- group-size schedules ---------------------------------------------------------------------------------
+
+    def _planned_inputs(self) -> list[dict[str, Any]]:
+        """Plan the generation batch now and return this process's share of its rows (one per completion)."""
+        planner = self.group_size_planner
+        self._plan = planner.plan(self.state.global_step)
+        rows = self._plan.rows
+        share = process_share(len(rows), self.accelerator.num_processes, self.accelerator.process_index)
+        return [planner.dataset[index] for index in rows[share]]
+
+    def _record_plan(self, rewards_per_func: torch.Tensor) -> None:
+        """Give the schedule the batch's outcome (all processes' rewards, in plan order) and log its sizes."""
+        self.group_size_planner.record(self._plan, total_reward(rewards_per_func, self.reward_weights))
+        for key, value in self._plan.metrics().items():
+            self._metrics["train"][key].append(value)
+
+    @contextlib.contextmanager
+    def _ragged_groups_for_trl(self) -> Iterator[None]:
+        # TRL's own advantages and zero-std metric reshape rows into groups of num_generations, which ragged groups
+        # need not fill. We replace both, so TRL may as well see groups of one while it scores.
+        if self._plan is None or not self.model.training:
+            yield
+            return
+        saved, self.num_generations = self.num_generations, 1
+        try:
+            yield
+        finally:
+            self.num_generations = saved
+
+    @property
+    def _zero_std_tolerance(self) -> float:
+        return getattr(self.args, "zero_variance_tolerance", 1e-6)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.group_size_planner is not None and self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            with open(os.path.join(folder, STATE_FILE), "w") as file:
+                json.dump(self.group_size_planner.state_dict(), file)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # Called on every resume, whatever the backend (unlike _load_from_checkpoint, skipped under DeepSpeed).
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if self.group_size_planner is None or checkpoint is None:
+            return
+        path = os.path.join(checkpoint, STATE_FILE)
+        if not os.path.exists(path):
+            logger.warning(
+                "Checkpoint %s holds no group-size schedule state (%s): the schedule starts from an empty history "
+                "and the prompt stream from its beginning.",
+                checkpoint,
+                STATE_FILE,
+            )
+            return
+        with open(path) as file:
+            self.group_size_planner.load_state_dict(json.load(file))
 
     # --- zero-variance filtering and dynamic sampling ---------------------------------------------------------
 
@@ -149,6 +243,8 @@ class GRPOTrainer(trl.GRPOTrainer):
             if pool.full or not self.args.dynamic_sampling or pool.rounds >= self.args.max_sampling_rounds:
                 break
             batch = self._next_refill_batch()
+        if self._plan is not None:  # dynamic sampling is refused with schedules: one round, the planned one
+            self._record_plan(pool.generated[0].rewards_per_func)
 
         kept = pool.kept()
         share = process_share(len(kept), self.accelerator.num_processes, self.accelerator.process_index)
@@ -167,7 +263,8 @@ class GRPOTrainer(trl.GRPOTrainer):
         self._replay = _Replay(local.rows, kept.rewards_per_func[:used])
         self._pending_extra_logs.update(self._replay.extra_logs)
         try:
-            output = super()._generate_and_score_completions([row["input"] for row in local.rows])
+            with self._ragged_groups_for_trl():
+                output = super()._generate_and_score_completions([row["input"] for row in local.rows])
         finally:
             self._replay = None
         self._set_advantages(output, advantages[:used])
@@ -260,9 +357,13 @@ class GRPOTrainer(trl.GRPOTrainer):
             metrics[key].append(value)
 
     def _prepare_inputs(self, generation_batch):
-        if not (self.model.training and self.filter_zero_variance_groups):
+        ragged = self.filter_zero_variance_groups or (
+            self.group_size_planner is not None and self.group_size_planner.num_prompts is not None
+        )
+        if not (self.model.training and ragged):
             return super()._prepare_inputs(generation_batch)
-        # TRL's buffering, except that the kept rows need not divide evenly into `steps_per_generation` micro-batches.
+        # TRL's buffering, except that the rows (kept ones, or a fixed number of prompts' worth) need not divide
+        # evenly into `steps_per_generation` micro-batches.
         steps = self.args.steps_per_generation
         if self._step % (steps * self.num_iterations) == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
@@ -299,6 +400,56 @@ class _Replay:
         )
         columns = dict.fromkeys(column for row in rows for column in row["extra_log"])
         self.extra_logs = {column: [row["extra_log"].get(column) for row in rows] for column in columns}
+
+
+def _planner_for(
+    schedule: GroupSizeSchedule, args: trl.GRPOConfig, trl_arguments: dict[str, Any]
+) -> GroupSizePlanner | None:
+    """The planner for `schedule`, checked against the run's first steps; None for TRL's fixed group size."""
+    budget = getattr(args, "group_size_budget", "completions")
+    if schedule.name == "constant" and schedule.plugin == "schedules":
+        if schedule.options.get("size") in (None, args.num_generations):
+            return None  # TRL's sampler already lays out exactly these groups
+    dataset = trl_arguments.get("train_dataset")
+    unsupported = []
+    if args.use_vllm:
+        unsupported.append("use_vllm (TRL's vLLM generation assumes num_generations completions per prompt)")
+    if dataset is None or isinstance(dataset, IterableDataset | datasets.IterableDataset):
+        unsupported.append("an iterable or missing train_dataset (planning reads prompts by index)")
+    if budget == "prompts" and {"image", "images"} & set(getattr(dataset, "column_names", None) or ()):
+        unsupported.append("image datasets with group_size_budget='prompts'")
+    if unsupported:
+        raise ValueError(
+            f"group_size_schedule='{schedule.name}' is not supported with " + "; ".join(unsupported) + ". Use "
+            "group_size_schedule='constant', or drop that setting."
+        )
+    fixed_prompts = budget == "prompts"
+    planner = GroupSizePlanner(
+        schedule,
+        dataset,
+        completions=None if fixed_prompts else args.generation_batch_size,
+        num_prompts=args.generation_batch_size // args.num_generations if fixed_prompts else None,
+        num_generations=args.num_generations,
+        num_processes=max(args.world_size, 1),
+        seed=args.seed,
+        shuffle=args.shuffle_dataset,
+        zero_variance_tolerance=getattr(args, "zero_variance_tolerance", 1e-6),
+    )
+    planner.check(_steps_to_check(args, len(dataset)))
+    return planner
+
+
+def _steps_to_check(args: trl.GRPOConfig, num_examples: int, most: int = 2000) -> list[int]:
+    """The optimizer steps the run will generate at, or an even sample of `most` of them with the last."""
+    if args.max_steps > 0:
+        last = args.max_steps
+    else:  # epochs, counted as TRL's sampler counts them (at the configured group size)
+        batches = num_examples // (args.generation_batch_size // args.num_generations)
+        micro_steps = batches * args.steps_per_generation * args.num_iterations
+        last = math.ceil(args.num_train_epochs * micro_steps / args.gradient_accumulation_steps)
+    if last <= most:
+        return list(range(last + 1))
+    return sorted({round(i * last / most) for i in range(most + 1)})
 
 
 def _filtering_requested(args: trl.GRPOConfig, trl_arguments: dict[str, Any]) -> bool:
