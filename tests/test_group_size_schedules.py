@@ -290,3 +290,11 @@ def test_history_records_pass_rates_per_prompt_and_zero_variance_per_batch():
     assert history.prompts[7].rewards == [1.0, 1.0] and history.prompts[9].rewards == [0.0, 1.0]
     assert history.prompts[7].pass_rate(0.5, prior=1.0) == pytest.approx(3 / 4)
     assert history.batches[-1].zero_variance_share == 0.5
+
+
+def test_history_keeps_the_most_recent_batches_only():
+    history = ScheduleHistory()
+    for step in range(1005):
+        history.record(step, [0], [2], torch.tensor([0.0, 1.0]), tolerance=1e-6)
+    assert len(history.batches) == 1000 and history.batches[0].step == 5
+    assert len(history.prompts[0].rewards) == 64

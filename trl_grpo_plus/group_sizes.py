@@ -3,8 +3,8 @@
 A schedule decides, for each generation batch, how many completions each prompt gets. The number of completions
 per batch is fixed (the *budget*, `generation_batch_size`), so a bigger group means fewer prompts; with
 `GRPOConfig.group_size_budget="prompts"` the number of prompts is fixed instead and the completions vary.
-Schedules are registered by name through `register_group_size_schedules`; the trainer glue lives in
-`trl_grpo_plus.planner`.
+Schedules are registered by name through `register_group_size_schedules`; `trl_grpo_plus.planner` plans batches
+with them, and the trainer asks it for each generation batch.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .registry import ComponentRegistry
 
 MIN_GROUP_SIZE = 2  # one completion has nothing to be compared with
 PROMPT_HISTORY_LENGTH = 64  # rewards kept per prompt, the most recent ones
+BATCH_HISTORY_LENGTH = 1000  # batch records kept, the most recent ones (checkpoints stay small on long runs)
 
 
 def even_sizes(completions: int, size: int) -> list[int]:
@@ -31,8 +32,7 @@ def even_sizes(completions: int, size: int) -> list[int]:
 
     Raises `ValueError` when `size` is below 2 or larger than `completions`.
     """
-    if size < MIN_GROUP_SIZE:
-        raise ValueError(f"group size {size} is below {MIN_GROUP_SIZE}; a group needs two completions to compare")
+    _check_group_size(size)
     if size > completions:
         raise ValueError(
             f"group size {size} does not fit a generation batch of {completions} completions; raise "
@@ -41,6 +41,11 @@ def even_sizes(completions: int, size: int) -> list[int]:
     num_groups = completions // size
     base, extra = divmod(completions, num_groups)
     return [base] * (num_groups - extra) + [base + 1] * extra
+
+
+def _check_group_size(size: int) -> None:
+    if size < MIN_GROUP_SIZE:
+        raise ValueError(f"group size {size} is below {MIN_GROUP_SIZE}; a group needs two completions to compare")
 
 
 @dataclass
@@ -70,8 +75,8 @@ class BatchRecord:
 class ScheduleHistory:
     """Outcomes of the generation batches so far, for schedules to adapt to; saved in checkpoints.
 
-    `prompts` maps a dataset index to its `PromptRecord`; `batches` lists every batch in order; `state` is free
-    JSON-serializable room for a plugin schedule's own bookkeeping.
+    `prompts` maps a dataset index to its `PromptRecord`; `batches` lists the last 1,000 batches in order; `state`
+    is free JSON-serializable room for a plugin schedule's own bookkeeping.
     """
 
     prompts: dict[int, PromptRecord] = field(default_factory=dict)
@@ -96,6 +101,7 @@ class ScheduleHistory:
             record.groups += 1
         share = float(dead.float().mean()) if len(sizes) else 0.0
         self.batches.append(BatchRecord(int(step), [int(s) for s in sizes], share))
+        del self.batches[:-BATCH_HISTORY_LENGTH]
 
     def recent_zero_variance_share(self, window: int) -> float | None:
         """Mean zero-variance share of the last `window` batches; None before the first batch."""
@@ -143,8 +149,7 @@ class GroupSizeRequest:
     def uniform(self, size: int) -> list[int]:
         """Every group of (about) `size`: the budget split evenly, or `size` for each of the fixed prompts."""
         if self.num_prompts is not None:
-            if size < MIN_GROUP_SIZE:
-                even_sizes(size, size)  # raises the below-minimum error
+            _check_group_size(size)
             return [size] * self.num_prompts
         return even_sizes(self.completions, size)
 

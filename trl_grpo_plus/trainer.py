@@ -416,6 +416,8 @@ def _planner_for(
         unsupported.append("use_vllm (TRL's vLLM generation assumes num_generations completions per prompt)")
     if dataset is None or isinstance(dataset, IterableDataset | datasets.IterableDataset):
         unsupported.append("an iterable or missing train_dataset (planning reads prompts by index)")
+    if getattr(args, "dynamic_sampling", False):
+        unsupported.append("dynamic_sampling (its refills are groups of num_generations)")
     if budget == "prompts" and {"image", "images"} & set(getattr(dataset, "column_names", None) or ()):
         unsupported.append("image datasets with group_size_budget='prompts'")
     if unsupported:

@@ -7,11 +7,11 @@ groups have zero variance. The others get a reward that differs between distinct
 
 import argparse
 import hashlib
-import json
 from pathlib import Path
 
 import torch
 from datasets import Dataset
+from rank_records import record_scored_prompts, write_and_finish
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer
 from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_tokenizer
@@ -58,14 +58,7 @@ def main():
         train_dataset=prompt_dataset(cli.num_prompts, cli.dead_every),
         processing_class=tokenizer,
     )
-    scored = {}  # optimizer step -> prompts of the sequences that entered a scoring forward on this rank
-
-    def count_scoring_forward(module, args, kwargs):
-        if "labels" in kwargs:  # TRL's log-prob forward passes labels; generation's forwards do not
-            texts = tokenizer.batch_decode(kwargs["input_ids"], skip_special_tokens=True)
-            scored.setdefault(trainer.state.global_step, []).extend(t[: t.index("=") + 1] for t in texts)
-
-    trainer.model.register_forward_pre_hook(count_scoring_forward, with_kwargs=True)
+    scored = record_scored_prompts(trainer, tokenizer)
     initial = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
     changed = any(not torch.equal(a, b) for a, b in zip(initial, trainer.model.parameters()))
@@ -75,11 +68,7 @@ def main():
         "log_history": trainer.state.log_history,
         "parameters_changed": changed,
     }
-    (cli.output_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
-    # Tear the process group down explicitly: left to interpreter exit, gloo's threads can abort one rank.
-    trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    write_and_finish(trainer, cli.output_dir, record)
 
 
 if __name__ == "__main__":

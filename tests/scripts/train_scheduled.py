@@ -11,8 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 from datasets import Dataset
+from rank_records import record_scored_prompts, write_and_finish
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer
 from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_tokenizer
@@ -55,14 +55,7 @@ def train(output_dir, schedule, schedule_kwargs, resume_from=None, model=None, *
         return batch
 
     planner.plan = recording_plan
-    scored = {}
-
-    def count_scoring_forward(module, args, kwargs):
-        if "labels" in kwargs:  # TRL's log-prob forward passes labels; generation's forwards do not
-            texts = tokenizer.batch_decode(kwargs["input_ids"], skip_special_tokens=True)
-            scored.setdefault(trainer.state.global_step, []).extend(t[: t.index("=") + 1] for t in texts)
-
-    trainer.model.register_forward_pre_hook(count_scoring_forward, with_kwargs=True)
+    scored = record_scored_prompts(trainer, tokenizer)
     trainer.train(resume_from_checkpoint=resume_from)
     return trainer, plans, scored
 
@@ -95,11 +88,7 @@ def main():
         "scored": {str(step): prompts for step, prompts in scored.items()},
         "log_history": trainer.state.log_history,
     }
-    (cli.output_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
-    # Tear the process group down explicitly: left to interpreter exit, gloo's threads can abort one rank.
-    trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    write_and_finish(trainer, cli.output_dir, record)
 
 
 if __name__ == "__main__":
