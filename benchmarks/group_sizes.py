@@ -28,6 +28,7 @@ import torch
 
 from trl_grpo_plus.advantages import AdvantageEstimator
 from trl_grpo_plus.group_sizes import GroupSizeSchedule
+from trl_grpo_plus.groups import group_spread
 from trl_grpo_plus.planner import GroupSizePlanner
 from trl_grpo_plus.plugins import build_plugin_manager
 from trl_grpo_plus.registry import get_registry
@@ -67,12 +68,10 @@ def run(schedule_name: str, seed: int, cli: argparse.Namespace) -> dict:
         gradient = torch.zeros_like(logits).index_add_(0, rows, advantages * (rewards - probabilities))
         logits += cli.learning_rate * gradient / len(rows)
         planner.record(plan, rewards)
-        spread = torch.zeros(len(plan.sizes)).index_reduce_(0, plan.group_ids, rewards, "amax", include_self=False)
-        spread -= torch.zeros(len(plan.sizes)).index_reduce_(0, plan.group_ids, rewards, "amin", include_self=False)
-        live = spread > 0
+        live = group_spread(rewards, plan.group_ids) > 0  # per completion: its group's rewards differ
         groups += len(plan.sizes)
-        live_groups += int(live.sum())
-        live_completions += int(torch.tensor(plan.sizes)[live].sum())
+        live_groups += int(live[torch.tensor(plan.sizes).cumsum(0) - 1].sum())  # one row per group: its last
+        live_completions += int(live.sum())
         curve.append(torch.sigmoid(logits).mean().item())
     reached = next((step for step, rate in enumerate(curve) if rate >= cli.target), None)
     return {

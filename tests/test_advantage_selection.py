@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from readme_examples import readme_plugin
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer, PluginError, UnknownComponentError, get_registry, hookimpl
 from trl_grpo_plus.advantages import AdvantageEstimator
@@ -145,15 +146,7 @@ def test_the_estimator_output_is_checked_on_every_call(plugin_manager):
 
 
 def test_the_readme_estimator_example_trains(tmp_path, plugin_manager, register_plugin):
-    import re
-    import types
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    [source] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "median_baseline" in block]
-    plugin = types.ModuleType("readme_estimator")
-    exec(source, plugin.__dict__)
-    register_plugin(plugin)
+    register_plugin(readme_plugin("median_baseline", "readme_estimator"))
     trainer = make_trainer(
         tmp_path, plugin_manager, advantage_estimator="median_baseline", advantage_kwargs={"scale": 0.5}
     )

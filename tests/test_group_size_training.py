@@ -1,14 +1,13 @@
 """Group-size schedules in the trainer: logged sizes, data flow, resuming, several processes, and refused setups."""
 
-import re
 import sys
-import types
 from pathlib import Path
 
 import launching
 import pytest
 import trl
 from datasets import Dataset, IterableDataset
+from readme_examples import readme_plugin
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer
 from trl_grpo_plus.errors import PluginError, UnknownComponentError
@@ -264,11 +263,7 @@ def test_a_trl_config_keeps_trls_fixed_group_size(tmp_path):
 
 
 def test_the_readme_schedule_plugin_trains(tmp_path, register_plugin, plugin_manager):
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    [source] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "def warm_up" in block]
-    plugin = types.ModuleType("readme_schedule")
-    exec(source, plugin.__dict__)
-    register_plugin(plugin)
+    register_plugin(readme_plugin("def warm_up", "readme_schedule"))
     tokenizer = tiny_tokenizer()
     trainer = GRPOTrainer(
         model=tiny_model(tokenizer),
