@@ -31,6 +31,9 @@ def test_every_extension_field_has_help_text():
         "group_size_schedule",
         "group_size_kwargs",
         "group_size_budget",
+        "use_liger_loss",
+        "liger_chunk_size",
+        "liger_compile",
     }
     for field in dataclasses.fields(GRPOConfig):
         if field.name in extension:

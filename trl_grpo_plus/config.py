@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,14 @@ class GRPOConfig(trl.GRPOConfig):
             What a schedule keeps fixed per generation batch: `"completions"` (`generation_batch_size` of them; bigger
             groups mean fewer prompts) or `"prompts"` (`generation_batch_size // num_generations` of them; bigger
             groups mean more completions).
+        use_liger_loss (`bool`, *optional*, defaults to `False`):
+            Compute the policy loss with Liger-Kernel's fused linear GRPO loss, from the last hidden states and the LM
+            head, in chunks, so the (batch, length, vocab) logits never exist at once. Same loss as TRL's (tested);
+            needs `pip install trl-grpo-plus[liger]`. The `entropy` metric is not logged on this path.
+        liger_chunk_size (`int`, *optional*, defaults to `1`):
+            Sequences per chunk of the fused loss (with `use_liger_loss`): more is faster, and holds more at once.
+        liger_compile (`bool`, *optional*, defaults to `False`):
+            `torch.compile` the fused loss's per-chunk math (with `use_liger_loss`); worth it on GPU for long runs.
     """
 
     _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "advantage_kwargs", "group_size_kwargs"]
@@ -131,11 +140,35 @@ class GRPOConfig(trl.GRPOConfig):
         },
     )
 
+    use_liger_loss: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute the policy loss with Liger-Kernel's fused linear GRPO loss (LM head and loss in chunks, "
+            "so the batch x length x vocab logits never exist at once). Same loss as TRL's; needs "
+            "`pip install trl-grpo-plus[liger]`. The `entropy` metric is not logged on this path."
+        },
+    )
+    liger_chunk_size: int = field(
+        default=1,
+        metadata={
+            "help": "With use_liger_loss: sequences per chunk of the fused loss. Larger is faster and holds more "
+            "memory at once."
+        },
+    )
+    liger_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "With use_liger_loss: torch.compile the fused loss's per-chunk math. Worth it on GPU for long "
+            "runs; the first steps pay the compilation."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
         self._check_advantage_options()
         self._check_filter_options()
         self._check_group_size_options()
+        self._check_liger_options()
         if self.reward_plugins is not None:
             if isinstance(self.reward_plugins, str):  # a single name from a YAML scalar or a CLI string
                 self.reward_plugins = [name.strip() for name in self.reward_plugins.split(",") if name.strip()]
@@ -211,6 +244,34 @@ class GRPOConfig(trl.GRPOConfig):
                 f"both (filter_zero_variance_groups alone works with schedules)."
             )
 
+    def _check_liger_options(self) -> None:
+        if (
+            not isinstance(self.liger_chunk_size, int)
+            or isinstance(self.liger_chunk_size, bool)
+            or (self.liger_chunk_size < 1)
+        ):
+            raise ValueError(
+                f"liger_chunk_size must be an integer >= 1 (sequences per chunk of the fused loss), got "
+                f"{self.liger_chunk_size!r}."
+            )
+        if not self.use_liger_loss:
+            if self.liger_chunk_size != 1 or self.liger_compile:
+                raise ValueError(
+                    "liger_chunk_size and liger_compile configure the fused loss, which is off. Set "
+                    "use_liger_loss=True, or drop them."
+                )
+            return
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ImportError(
+                "use_liger_loss=True needs liger-kernel, which is not installed: pip install 'trl-grpo-plus[liger]'."
+            )
+        conflicts = liger_loss_conflicts(self)
+        if conflicts:
+            raise ValueError(
+                "use_liger_loss=True cannot compute TRL's loss with " + "; ".join(conflicts) + ". Drop that "
+                "setting, or set use_liger_loss=False."
+            )
+
     @property
     def resolved_advantage_estimator(self) -> str:
         """The estimator this config selects: `advantage_estimator`, or the one TRL's own settings amount to."""
@@ -223,6 +284,34 @@ class GRPOConfig(trl.GRPOConfig):
             "advantage/estimator": self.resolved_advantage_estimator,
             "group_size/schedule": self.group_size_schedule,
         }
+
+
+# Loss types for which Liger's fused loss computes TRL's loss exactly (tests/test_liger_loss_parity.py); luspo only
+# in its sequence-level form, see `liger_loss_conflicts`.
+LIGER_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo", "luspo")
+
+
+def liger_loss_conflicts(args: trl.GRPOConfig) -> list[str]:
+    """The settings of `args` that Liger's fused loss cannot honour, each with the reason."""
+    conflicts = []
+    if args.loss_type not in LIGER_LOSS_TYPES:
+        conflicts.append(f"loss_type={args.loss_type!r} (supported: {', '.join(LIGER_LOSS_TYPES)})")
+    if args.loss_type == "luspo" and (
+        args.importance_sampling_level != "sequence" or args.beta != 0.0 or args.use_vllm
+    ):
+        # Liger weights every position of luspo's per-token loss, padding included, where TRL masks them. The two
+        # agree only when that loss is one value per sequence: sequence-level ratios, no KL term, no vLLM ratios.
+        conflicts.append(
+            "loss_type='luspo' unless importance_sampling_level='sequence', beta=0 and no vLLM (Liger's luspo "
+            "counts padded positions when the per-token loss varies along the sequence)"
+        )
+    if args.top_entropy_quantile < 1.0:
+        conflicts.append("top_entropy_quantile < 1 (it needs per-token entropies, which the fused loss never forms)")
+    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
+        conflicts.append("an entropy bonus (entropy_coef / use_adaptive_entropy need per-token entropies)")
+    if args.off_policy_mask_threshold is not None:
+        conflicts.append("off_policy_mask_threshold (Liger's loss has no off-policy sequence mask)")
+    return conflicts
 
 
 def resolve_advantage_estimator(args: trl.GRPOConfig) -> str:

@@ -8,7 +8,9 @@ What it changes in TRL, each at the narrowest method:
 - with zero-variance filtering, rollouts are generated and scored first (`_generate`, `_calculate_rewards`), the
   groups with signal chosen, and only those replayed through TRL's scoring (reference/old log-probs) and loss;
 - with a group-size schedule, each generation batch is planned when it is generated (`_generate_and_score_completions`
-  takes the planned prompts in place of the dataloader's), and the plan's state rides along in checkpoints.
+  takes the planned prompts in place of the dataloader's), and the plan's state rides along in checkpoints;
+- with `use_liger_loss`, `_compute_loss` runs the backbone and hands its last hidden states and the LM head to
+  Liger's fused GRPO loss (`fused_loss.py`) in place of TRL's fused log-probs and loss.
 """
 
 from __future__ import annotations
@@ -25,9 +27,19 @@ from typing import Any
 import datasets
 import torch
 import trl
-from accelerate.utils import gather_object
+from accelerate.utils import gather_object, is_peft_model
+from torch.distributed.tensor import DTensor
 from torch.utils.data import IterableDataset
-from trl.trainer.utils import RepeatSampler, get_config_model_id, nanstd, shuffle_sequence_dict
+from trl.models.utils import _ForwardRedirection
+from trl.trainer.utils import (
+    RepeatSampler,
+    get_config_model_id,
+    maybe_gather_lm_head_ctx,
+    nanmax,
+    nanmin,
+    nanstd,
+    shuffle_sequence_dict,
+)
 
 from .advantages import AdvantageEstimator
 from .config import GRPOConfig, resolve_advantage_estimator
@@ -96,6 +108,10 @@ class GRPOTrainer(trl.GRPOTrainer):
         if self.group_size_planner is not None and isinstance(self.train_dataset, datasets.Dataset):
             # the rows TRL's dataloader would hand over (it drops unused columns when asked to)
             self.group_size_planner.dataset = self._remove_unused_columns(self.train_dataset, description="training")
+        self._fused_loss = _fused_loss_for(self) if getattr(args, "use_liger_loss", False) else None
+        # The fused loss calls the backbone directly; routing it through the wrapper's forward keeps DDP's gradient
+        # sync and FSDP/ZeRO-3's parameter gathering armed, as TRL does for its chunked distillation loss.
+        self._forward_redirection = _ForwardRedirection()
         if self.accelerator.is_main_process:
             logger.info(self.describe_plugins())
 
@@ -125,6 +141,8 @@ class GRPOTrainer(trl.GRPOTrainer):
             line += "; zero-variance groups filtered"
             if self.args.dynamic_sampling:
                 line += f", dynamic sampling up to {self.args.max_sampling_rounds} rounds"
+        if self._fused_loss is not None:
+            line += f"; loss: Liger fused linear GRPO ({self.loss_type}, chunk {self.args.liger_chunk_size})"
         return line
 
     # --- advantages -------------------------------------------------------------------------------------------
@@ -379,6 +397,93 @@ class GRPOTrainer(trl.GRPOTrainer):
             return torch.zeros((), device=self.accelerator.device, requires_grad=True)
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+    # --- fused loss -------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        if self._fused_loss is None:
+            return super()._compute_loss(model, inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        loss, stats = self._forward_redirection(model, unwrapped, self._fused_policy_loss, unwrapped, inputs)
+        # After the redirected forward: collectives inside a DDP/FSDP-wrapped forward risk hangs
+        self._log_fused_loss_metrics(stats)
+        return loss
+
+    def _fused_policy_loss(self, unwrapped, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """TRL's `_compute_loss` for one micro-batch, with the LM head and the loss fused by Liger."""
+        base = unwrapped.get_base_model() if is_peft_model(unwrapped) else unwrapped
+        completion_ids = inputs["completion_ids"]
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        with self.accelerator.autocast():
+            hidden = base.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        # position t predicts token t + 1: the states before each completion token
+        hidden = hidden.last_hidden_state[:, -completion_ids.size(1) - 1 : -1]
+        head = base.get_output_embeddings()
+        weight, bias = head.weight, head.bias
+        hidden = hidden.to(weight.device)
+        if isinstance(weight, DTensor):  # FSDP2 shards the head; the fused loss needs it whole, as TRL's does
+            weight = weight.full_tensor()
+            bias = bias.full_tensor() if bias is not None else None
+        autocast = self.accelerator.autocast()
+        if self.args.cast_lm_head_to_fp32:
+            hidden = hidden.float()
+            autocast = torch.autocast(hidden.device.type, enabled=False)
+
+        training = self.model.training
+        accumulation_steps = self.current_gradient_accumulation_steps if training else 1.0
+        dapo_normalizer = inputs["num_items_in_batch"].clamp(min=1.0)
+        if training:  # TRL's count spans the generation batch; rescale it to one accumulation window
+            dapo_normalizer = (
+                dapo_normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            )
+        if self.loss_type == "vespo":
+            importance_sampling_ratio = inputs.get("importance_sampling_ratio")
+        elif self.use_vllm and self.vllm_importance_sampling_correction:
+            importance_sampling_ratio = inputs["importance_sampling_ratio"]
+        else:
+            importance_sampling_ratio = None
+        with autocast, maybe_gather_lm_head_ctx(weight, bias):
+            return self._fused_loss(
+                hidden,
+                weight,
+                bias,
+                completion_ids,
+                mask,
+                inputs["advantages"],
+                old_per_token_logps=inputs.get("old_per_token_logps"),
+                ref_per_token_logps=inputs.get("ref_per_token_logps"),
+                importance_sampling_ratio=importance_sampling_ratio,
+                dapo_normalizer=dapo_normalizer,
+                accumulation_steps=accumulation_steps,
+            )
+
+    def _log_fused_loss_metrics(self, stats: torch.Tensor) -> None:
+        """TRL's loss metrics (KL, clip ratios), from the fused loss's per-sequence sums; see `fused_loss.py`."""
+        from .fused_loss import CLIP_COUNT, CLIP_HIGH, CLIP_LOW, CLIP_REGION, KL_SUM, TOKENS
+
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        totals = self.accelerator.reduce(stats.sum(0), reduction="sum")
+
+        def mean(column: int, count: int) -> float:
+            return (totals[column] / totals[count].clamp(min=1.0)).item()
+
+        if self.beta != 0.0:
+            metrics["kl"].append(mean(KL_SUM, TOKENS))
+        if self.loss_type in ("grpo", "bnpo", "dr_grpo", "dapo", "luspo"):
+            metrics["clip_ratio/low_mean"].append(mean(CLIP_LOW, CLIP_COUNT))
+            metrics["clip_ratio/high_mean"].append(mean(CLIP_HIGH, CLIP_COUNT))
+            metrics["clip_ratio/region_mean"].append(mean(CLIP_REGION, CLIP_COUNT))
+            per_sequence = self.accelerator.gather(stats[:, [CLIP_LOW, CLIP_HIGH]] / stats[:, [CLIP_COUNT]])
+            metrics["clip_ratio/low_min"].append(nanmin(per_sequence[:, 0]).item())
+            metrics["clip_ratio/high_max"].append(nanmax(per_sequence[:, 1]).item())
+        elif self.loss_type == "cispo":
+            metrics["cispo_clip_ratio"].append(mean(CLIP_REGION, CLIP_COUNT))
+        elif self.loss_type == "vespo":
+            metrics["vespo/phi_seq_mean"].append(mean(CLIP_REGION, CLIP_COUNT))
+
 
 class _Replay:
     """Already generated and scored completions, handed to TRL's scoring in place of generating them again."""
@@ -439,6 +544,33 @@ def _planner_for(
     )
     planner.check(_steps_to_check(args, len(dataset)))
     return planner
+
+
+def _fused_loss_for(trainer: GRPOTrainer):
+    """The fused loss for `trainer`'s settings; refuses models whose LM head Liger's loss cannot reproduce."""
+    from .fused_loss import FusedGRPOLoss, FusedLossSettings
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if is_peft_model(model):
+        model = model.get_base_model()
+    config = model.config
+    text_config = config.get_text_config()
+    unsupported = []
+    if text_config is not config:
+        unsupported.append(f"a multimodal model ({type(model).__name__}; the fused loss takes text-only inputs)")
+    if getattr(text_config, "final_logit_softcapping", None) is not None:
+        unsupported.append("final logit softcapping (Liger's loss projects the logits without it)")
+    scales = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+    if any(getattr(text_config, name, None) not in (None, 1, 1.0) for name in scales):
+        unsupported.append("scaled logits (Liger's loss projects the logits without the model's logit scale)")
+    if trainer.aux_loss_enabled:
+        unsupported.append("the MoE router auxiliary loss (set router_aux_loss_coef=0.0 to train without it)")
+    if unsupported:
+        raise ValueError(
+            "use_liger_loss=True does not support " + "; ".join(unsupported) + ". Set use_liger_loss=False to use "
+            "TRL's loss."
+        )
+    return FusedGRPOLoss(FusedLossSettings.from_trainer(trainer))
 
 
 def _steps_to_check(args: trl.GRPOConfig, num_examples: int, most: int = 2000) -> list[int]:
