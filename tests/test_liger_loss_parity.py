@@ -6,6 +6,8 @@ every parameter's gradient (the LM head's included) and the logged metrics. Erro
 model's vocabulary (4,200) is wider than Liger's vocabulary chunk (4,096), so the chunked softmax is exercised.
 """
 
+import dataclasses
+
 import pytest
 import torch
 import trl
@@ -15,6 +17,7 @@ import trl_grpo_plus
 from trl_grpo_plus.testing import tiny_grpo_settings, tiny_prompt_dataset, tiny_tokenizer
 
 pytest.importorskip("liger_kernel", reason="liger-kernel is not installed (pip install 'trl-grpo-plus[liger]')")
+from trl_grpo_plus.fused_loss import FusedGRPOLoss  # noqa: E402
 
 TOLERANCE = 1e-5
 VOCAB = 4200
@@ -240,3 +243,31 @@ def test_fused_loss_equals_trl_loss_with_lora(tmp_path, checkpoint):
     # The LM head stays frozen (TRL refuses adapters on it); the gradients reach the LoRA weights only
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     assert_same_loss(tmp_path, checkpoint, dict(loss_type="dapo", beta=0.1), peft_config=lora)
+
+
+def test_liger_luspo_at_token_level_is_not_trls_which_is_why_the_config_refuses_it(tmp_path, checkpoint):
+    # Liger weights every position of luspo's per-token loss, padding included; TRL masks. Should Liger change,
+    # this fails, and the refusal in `liger_loss_conflicts` can go.
+    reference = build_trainer(
+        trl.GRPOTrainer,
+        trl.GRPOConfig,
+        checkpoint,
+        tmp_path / "trl",
+        loss_type="luspo",
+        importance_sampling_level="token",
+    )
+    ours = build_trainer(
+        trl_grpo_plus.GRPOTrainer,
+        trl_grpo_plus.GRPOConfig,
+        checkpoint,
+        tmp_path / "ours",
+        loss_type="luspo",
+        importance_sampling_level="sequence",  # the config accepts this form only
+        use_liger_loss=True,
+    )
+    ours.importance_sampling_level = "token"
+    ours._fused_loss = FusedGRPOLoss(dataclasses.replace(ours._fused_loss.settings, importance_sampling_level="token"))
+    inputs = micro_batch(reference)
+    ref_loss, _, _ = loss_gradients_metrics(reference, inputs)
+    our_loss, _, _ = loss_gradients_metrics(ours, inputs)
+    assert relative_error(our_loss, ref_loss) > 0.01
