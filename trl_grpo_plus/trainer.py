@@ -462,7 +462,7 @@ class GRPOTrainer(trl.GRPOTrainer):
 
     def _log_fused_loss_metrics(self, stats: torch.Tensor) -> None:
         """TRL's loss metrics (KL, clip ratios), from the fused loss's per-sequence sums; see `fused_loss.py`."""
-        from .fused_loss import CLIP_COUNT, CLIP_HIGH, CLIP_LOW, CLIP_REGION, KL_SUM, TOKENS
+        from .fused_loss import CLIP_COUNT, CLIP_HIGH, CLIP_LOW, CLIP_REGION, CLIPPED_LOSS_TYPES, KL_SUM, TOKENS
 
         metrics = self._metrics["train" if self.model.training else "eval"]
         totals = self.accelerator.reduce(stats.sum(0), reduction="sum")
@@ -472,7 +472,7 @@ class GRPOTrainer(trl.GRPOTrainer):
 
         if self.beta != 0.0:
             metrics["kl"].append(mean(KL_SUM, TOKENS))
-        if self.loss_type in ("grpo", "bnpo", "dr_grpo", "dapo", "luspo"):
+        if self.loss_type in CLIPPED_LOSS_TYPES:
             metrics["clip_ratio/low_mean"].append(mean(CLIP_LOW, CLIP_COUNT))
             metrics["clip_ratio/high_mean"].append(mean(CLIP_HIGH, CLIP_COUNT))
             metrics["clip_ratio/region_mean"].append(mean(CLIP_REGION, CLIP_COUNT))
