@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml plugins/trl-grpo-plus-math/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,liger]" -e ./plugins/trl-grpo-plus-math
+	$(BIN)/python -m pip install --quiet -e ".[test,liger,demo]" -e ./plugins/trl-grpo-plus-math
 	touch $@
 
 setup: $(BIN)/.installed
@@ -23,4 +23,4 @@ test: setup
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) grpo-plus-demo .pytest_cache
+	rm -rf $(VENV) grpo-plus-demo outputs .pytest_cache

@@ -96,3 +96,11 @@ def test_every_extension_field_is_documented_in_the_class_docstring_and_the_read
 def test_the_run_config_names_the_advantage_estimator_in_effect(tmp_path):
     assert GRPOConfig(str(tmp_path), **CPU).to_dict()["advantage/estimator"] == "grpo"
     assert GRPOConfig(str(tmp_path), scale_rewards="none", **CPU).to_dict()["advantage/estimator"] == "dr_grpo"
+
+
+def test_a_generation_batch_that_does_not_split_into_groups_names_the_settings_and_a_fix(tmp_path):
+    with pytest.raises(ValueError) as error:
+        GRPOConfig(str(tmp_path), per_device_train_batch_size=6, num_generations=4, use_cpu=True, bf16=False)
+    message = str(error.value)
+    assert "holds 6 completions" in message and "num_generations=4" in message
+    assert "per_device_train_batch_size=8" in message

@@ -158,3 +158,9 @@ def test_resolving_twice_reports_a_broken_plugin_once(plugin_manager, register_p
     register_plugin(Broken(), name="broken")
     get_registry(plugin_manager)
     assert len(get_registry(plugin_manager).load_failures) == 1
+
+
+def test_an_unknown_name_of_a_first_party_plugin_says_what_to_install(plugin_manager):
+    # the fixture's manager holds the built-ins only, as if trl-grpo-plus-math were not installed
+    with pytest.raises(UnknownComponentError, match=r"pip install \./plugins/trl-grpo-plus-math"):
+        get_registry(plugin_manager).reward_functions.resolve("math_verify")

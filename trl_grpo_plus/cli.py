@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from .demo import DemoSettings, run_demo
 from .registry import get_registry
 
 
@@ -44,19 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     plugins = commands.add_parser("plugins", help="list installed plugins, their versions and what each registers")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
-    demo = commands.add_parser("demo", help="run the offline GRPO demo on a tiny built-in model and task")
-    demo.add_argument("--output-dir", default="grpo-plus-demo", help="where to write checkpoints and the log")
-    demo.add_argument("--max-steps", type=int, default=40, help="GRPO optimizer steps")
-    demo.add_argument("--seed", type=int, default=0)
+    demo = commands.add_parser(
+        "demo", help="offline demo: a small model learns word problems, warm start then GRPO (CPU, minutes)"
+    )
+    defaults = DemoSettings()
+    demo.add_argument("--output-dir", default=defaults.output_dir, help="where to write the model, history and plot")
+    demo.add_argument("--seed", type=int, default=defaults.seed, help="seed of the model, data and sampling")
+    demo.add_argument("--warm-start-steps", type=int, default=defaults.warm_start_steps, help="supervised steps")
+    demo.add_argument("--max-steps", type=int, default=defaults.max_steps, help="GRPO optimizer steps")
+    demo.add_argument("--eval-every", type=int, default=defaults.eval_every, help="held-out evaluation interval")
     args = parser.parse_args(argv)
 
     if args.command == "plugins":
         report = plugins_report(get_registry())
         print(json.dumps(report, indent=2)) if args.json else _print_plugins(report)
         return 0
-    from .demo import run_demo
-
-    run_demo(output_dir=args.output_dir, max_steps=args.max_steps, seed=args.seed)
+    try:
+        settings = DemoSettings(
+            output_dir=args.output_dir,
+            seed=args.seed,
+            warm_start_steps=args.warm_start_steps,
+            max_steps=args.max_steps,
+            eval_every=args.eval_every,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    run_demo(settings)
     return 0
 
 

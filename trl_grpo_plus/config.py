@@ -164,7 +164,12 @@ class GRPOConfig(trl.GRPOConfig):
     )
 
     def __post_init__(self):
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            if "must be divisible by num_generations" not in str(error):
+                raise
+            raise ValueError(self._group_split_error()) from None
         self._check_advantage_options()
         self._check_filter_options()
         self._check_group_size_options()
@@ -183,6 +188,21 @@ class GRPOConfig(trl.GRPOConfig):
                 "reward_kwargs must map each reward name to a dict of its options, e.g. "
                 f'{{"overlong_penalty": {{"max_length": 512, "cache_length": 128}}}}; got {self.reward_kwargs!r}.'
             )
+
+    def _group_split_error(self) -> str:
+        # TRL states the arithmetic; users need to know which of their settings make up the generation batch.
+        groups = self.num_generations
+        per_unit = self.world_size * self.steps_per_generation
+        batch = self.per_device_train_batch_size
+        fitting = next(size for size in range(batch, batch + groups + 1) if size * per_unit % groups == 0)
+        return (
+            f"The generation batch holds {self.generation_batch_size} completions (per_device_train_batch_size="
+            f"{self.per_device_train_batch_size} x {self.world_size} process(es) x steps_per_generation="
+            f"{self.steps_per_generation}), which does not split into whole groups of num_generations={groups}. "
+            f"Make that product a multiple of {groups}, e.g. per_device_train_batch_size="
+            f"{fitting}, or lower "
+            f"num_generations to a divisor of it."
+        )
 
     def _check_advantage_options(self) -> None:
         if self.advantage_kwargs is not None and not isinstance(self.advantage_kwargs, dict):

@@ -14,6 +14,10 @@ from typing import Any
 from .errors import DuplicateComponentError, PluginError, UnknownComponentError
 from .plugins import PluginLoadFailure, PluginManager, build_plugin_manager
 
+# Components of the first-party plugins that ship as separate distributions: an unknown name among them says what to
+# install.
+FIRST_PARTY_COMPONENTS = {"math_verify": "trl-grpo-plus-math"}
+
 
 class ComponentRegistry(Mapping[str, Callable[..., Any]]):
     """Components of one kind (reward functions, advantage estimators, ...), name -> component."""
@@ -56,6 +60,12 @@ class ComponentRegistry(Mapping[str, Callable[..., Any]]):
         if name in self._components:
             return self._components[name]
         message = f"Unknown {self.kind} '{name}'."
+        if name in FIRST_PARTY_COMPONENTS:
+            distribution = FIRST_PARTY_COMPONENTS[name]
+            message += (
+                f" It comes with the plugin {distribution}, which is not installed (or is blocked): install it, "
+                f"from a checkout of trl-grpo-plus with `pip install ./plugins/{distribution}`."
+            )
         close = difflib.get_close_matches(name, list(self._components), n=1)
         if close:
             message += f" Did you mean '{close[0]}'?"

@@ -13,9 +13,16 @@ from __future__ import annotations
 import pytest
 
 from ..plugins import PluginInfo, PluginManager, build_plugin_manager
-from .models import tiny_model, tiny_prompt_dataset, tiny_tokenizer
+from .models import save_tiny_checkpoint, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
-__all__ = ["tiny_grpo_config", "tiny_grpo_settings", "tiny_model", "tiny_prompt_dataset", "tiny_tokenizer"]
+__all__ = [
+    "save_tiny_checkpoint",
+    "tiny_grpo_config",
+    "tiny_grpo_settings",
+    "tiny_model",
+    "tiny_prompt_dataset",
+    "tiny_tokenizer",
+]
 
 
 def tiny_grpo_settings(output_dir, **overrides) -> dict:

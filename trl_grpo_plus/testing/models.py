@@ -9,10 +9,10 @@ from __future__ import annotations
 import string
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from tokenizers import decoders, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
+from ..scratch import qwen2_from_scratch, word_level_tokenizer
 
 # Enough of a chat template for conversational datasets: role headers, then the assistant turn is opened.
 CHAT_TEMPLATE = (
@@ -27,21 +27,13 @@ def tiny_tokenizer(alphabet: str = string.printable) -> PreTrainedTokenizerFast:
     Character level keeps the vocabulary tiny and makes every string encodable, so tests and the demo never meet
     unknown tokens. Left padding, as GRPO needs for generation.
     """
-    chars = sorted(set(alphabet))
-    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *chars))}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    # Each character is its own word; Fuse joins decoded tokens back without separators.
-    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        padding_side="left",
-        truncation_side="left",
-    )
+
+    def characters(backend):
+        # Each character is its own word; Fuse joins decoded tokens back without separators.
+        backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+        backend.decoder = decoders.Fuse()
+
+    tokenizer = word_level_tokenizer(sorted(set(alphabet)), characters, truncation_side="left")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -61,27 +53,16 @@ def tiny_model(
 
     Two calls with the same arguments return models with identical weights.
     """
-    tokenizer = tokenizer or tiny_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
+    return qwen2_from_scratch(
+        tokenizer or tiny_tokenizer(),
+        seed=seed,
         hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
         intermediate_size=intermediate_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
         max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    return model
 
 
 def tiny_prompt_dataset(num_prompts: int = 16, *, seed: int = 0):
@@ -94,3 +75,14 @@ def tiny_prompt_dataset(num_prompts: int = 16, *, seed: int = 0):
         a, b = (int(x) for x in torch.randint(0, 10, (2,), generator=generator))
         rows.append({"prompt": f"{a}+{b}=", "answer": f"{a}+{b}={a + b} #### {a + b}"})
     return Dataset.from_list(rows)
+
+
+def save_tiny_checkpoint(path, *, seed: int = 0, **model_kwargs) -> str:
+    """Save `tiny_model` and `tiny_tokenizer` to `path` as a Hub-style folder that loads by path, like a model id.
+
+    For tests of scripts that take `--model_name_or_path`. `model_kwargs` go to `tiny_model`.
+    """
+    tokenizer = tiny_tokenizer()
+    tiny_model(tokenizer, seed=seed, **model_kwargs).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

@@ -1,0 +1,38 @@
+"""The offline demo, shortened: warm start, GRPO with rewards by name, held-out accuracy, plot and model saved."""
+
+import json
+
+import pytest
+
+from trl_grpo_plus.demo import DemoSettings, run_demo
+
+
+def test_a_short_demo_writes_the_model_history_report_and_plot(tmp_path, capsys):
+    settings = DemoSettings(
+        output_dir=str(tmp_path), warm_start_steps=20, max_steps=3, eval_every=2, train_problems=64,
+        held_out_problems=16, prompts_per_step=2, num_generations=4,
+    )  # fmt: skip
+    summary = run_demo(settings)
+
+    assert [point["step"] for point in summary["held_out_accuracy_curve"]] == [0, 2, 3]
+    assert summary["held_out_accuracy"]["warm_start"] == summary["held_out_accuracy_curve"][0]["accuracy"]
+    assert json.loads((tmp_path / "history.json").read_text()) == summary
+    report = json.loads((tmp_path / "eval_results.json").read_text())
+    assert report["after"]["total"] == 16 and report["after"]["accuracy"] == summary["held_out_accuracy"]["after_grpo"]
+    assert (tmp_path / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tmp_path)
+    out = capsys.readouterr().out
+    assert "rewards: accuracy [rewards], format [rewards]" in out and "held-out accuracy (greedy)" in out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("max_steps", 0, "max_steps must be at least 1"), ("num_generations", 1, "num_generations must be at least 2")],
+)
+def test_bad_settings_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        DemoSettings(**{field: value})
