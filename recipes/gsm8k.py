@@ -90,7 +90,8 @@ if evaluate:
     evaluations["before"] = evaluate_trainer(
         trainer, test_dataset["prompt"], test_dataset["answer"], description="pass@1 before", **eval_settings
     )
-    trainer.accelerator.print(report_table(evaluations))
+    if not script_args.eval_only:  # with --eval_only the closing table is the only one
+        trainer.accelerator.print(report_table(evaluations))
 
 if not script_args.eval_only:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

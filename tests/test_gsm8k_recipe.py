@@ -174,3 +174,16 @@ def test_a_reward_whose_plugin_is_not_installed_names_the_plugin(gsm8k_dir, mode
     )
     assert_fails_with(result, "Unknown reward function 'math_verify'", "pip install ./plugins/trl-grpo-plus-math")
     assert "Loading weights" not in result.stderr, "the reward name must be checked before the model is loaded"
+
+
+def test_recipe_trains_a_real_base_checkpoint_with_plain_text_prompts(shared_dir, tmp_path):
+    # stories260K is a pretrained Llama without a chat template: the recipe frames questions as plain text
+    model = shared_dir / "models" / "stories260K"
+    # its stories never stop within 16 tokens, so the length penalty is flat; "has punctuation" has spread
+    options = {"overlong_penalty": {"max_length": 16, "cache_length": 12}, "format": {"pattern": r'(?s).*["!?,.].*'}}
+    arguments = recipe_arguments(shared_dir / "data" / "gsm8k", model, tmp_path / "out")
+    result = run_recipe(*arguments, "--reward_kwargs", json.dumps(options))
+    assert_succeeded(result)
+    assert_trained(tmp_path / "out", model)
+    prompt = json.loads((tmp_path / "out" / "eval_results.json").read_text())["before"]["samples"][0]["prompt"]
+    assert prompt.startswith("Solve it.\n\nQuestion: ") and prompt.endswith("\nAnswer: ")
