@@ -199,8 +199,7 @@ class GRPOConfig(trl.GRPOConfig):
             f"The generation batch holds {self.generation_batch_size} completions (per_device_train_batch_size="
             f"{self.per_device_train_batch_size} x {self.world_size} process(es) x steps_per_generation="
             f"{self.steps_per_generation}), which does not split into whole groups of num_generations={groups}. "
-            f"Make that product a multiple of {groups}, e.g. per_device_train_batch_size="
-            f"{fitting}, or lower "
+            f"Make that product a multiple of {groups}, e.g. per_device_train_batch_size={fitting}, or lower "
             f"num_generations to a divisor of it."
         )
 

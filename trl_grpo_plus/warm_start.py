@@ -1,8 +1,8 @@
 """A brief supervised warm start: next-token loss on the completions of (prompt, completion) pairs.
 
 GRPO only learns from completions that sometimes earn a reward; a model that never answers right gets no signal.
-The demo's model starts random, so a few hundred steps of supervised training first teach it the answer format
-and some of the arithmetic, and GRPO takes it from there.
+The demo's model starts random, so a few dozen steps of supervised training first teach it the answer format and
+some of the arithmetic, and GRPO takes it from there.
 """
 
 from __future__ import annotations
