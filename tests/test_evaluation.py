@@ -65,3 +65,6 @@ def test_the_report_has_before_after_and_their_delta(tmp_path):
     assert report["before"]["accuracy"] == 0.25 and report["after"]["correct"] == 3 and report["delta"] == 0.5
     table = report_table(evaluations)
     assert "25.0% (1/4)" in table and "75.0% (3/4)" in table and "+50.0 points" in table
+    assert table.startswith("pass@1 (greedy)\n") and report_table(evaluations, title="held-out").startswith(
+        "held-out\n"
+    )

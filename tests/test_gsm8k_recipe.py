@@ -58,11 +58,7 @@ def recipe_arguments(data: Path, model: Path, output: Path, *extra: str) -> list
     ]  # fmt: skip
 
 
-def run(command: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, env=OFFLINE, cwd=ROOT, timeout=timeout)
-
-
-def run_recipe(*arguments: str, processes: int = 1) -> subprocess.CompletedProcess:
+def run_recipe(*arguments: str, processes: int = 1, env: dict[str, str] = OFFLINE) -> subprocess.CompletedProcess:
     if processes == 1:
         command = [sys.executable, str(RECIPE), *arguments]
     else:
@@ -70,7 +66,7 @@ def run_recipe(*arguments: str, processes: int = 1) -> subprocess.CompletedProce
         config = ROOT / "recipes" / "accelerate" / "cpu.yaml"
         command = [accelerate, "launch", "--config_file", str(config), "--num_processes", str(processes)]
         command += [str(RECIPE), *arguments]
-    return run(command)
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
 def assert_succeeded(result: subprocess.CompletedProcess) -> None:
@@ -164,14 +160,8 @@ def test_a_reward_whose_plugin_is_not_installed_names_the_plugin(gsm8k_dir, mode
     arguments = recipe_arguments(gsm8k_dir, model_dir, tmp_path / "out", "--reward_plugins", "math_verify")
     arguments[arguments.index("--reward_weights") : arguments.index("--reward_weights") + 4] = []
     arguments[arguments.index("--reward_kwargs") : arguments.index("--reward_kwargs") + 2] = []
-    result = subprocess.run(
-        [sys.executable, str(RECIPE), *arguments],
-        capture_output=True,
-        text=True,
-        env={**OFFLINE, "TRL_GRPO_PLUS_BLOCK_PLUGINS": "math"},  # as if trl-grpo-plus-math were not installed
-        cwd=ROOT,
-        timeout=600,
-    )
+    # as if trl-grpo-plus-math were not installed
+    result = run_recipe(*arguments, env={**OFFLINE, "TRL_GRPO_PLUS_BLOCK_PLUGINS": "math"})
     assert_fails_with(result, "Unknown reward function 'math_verify'", "pip install ./plugins/trl-grpo-plus-math")
     assert "Loading weights" not in result.stderr, "the reward name must be checked before the model is loaded"
 

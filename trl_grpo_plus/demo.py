@@ -188,7 +188,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
     write_report(output / "eval_results.json", {"before": before, "after": after})
     plot_progress(rewards, tracker.curve, output / "progress.png")
     print()
-    print(report_table({"before": before, "after": after}).replace("pass@1 (greedy)", "held-out accuracy (greedy)"))
+    print(report_table({"before": before, "after": after}, title="held-out accuracy (greedy)"))
     print(f"\nSaved to {output}/: the trained model, history.json, eval_results.json and progress.png")
     return summary
 

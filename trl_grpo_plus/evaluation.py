@@ -154,7 +154,7 @@ def write_report(path: str | Path, evaluations: dict[str, Evaluation]) -> Path:
     return path
 
 
-def report_table(evaluations: dict[str, Evaluation]) -> str:
+def report_table(evaluations: dict[str, Evaluation], title: str = "pass@1 (greedy)") -> str:
     """A plain-text table: one column per evaluation (before / after), then the delta when both are there."""
     columns = [(label, f"{e.accuracy:.1%} ({e.correct}/{e.total})") for label, e in evaluations.items()]
     if "before" in evaluations and "after" in evaluations:
@@ -164,4 +164,4 @@ def report_table(evaluations: dict[str, Evaluation]) -> str:
     header = " | ".join(label.ljust(width) for (label, _), width in zip(columns, widths, strict=True))
     rule = "-+-".join("-" * width for width in widths)
     values = " | ".join(value.ljust(width) for (_, value), width in zip(columns, widths, strict=True))
-    return f"pass@1 (greedy)\n{header}\n{rule}\n{values}"
+    return f"{title}\n{header}\n{rule}\n{values}"
