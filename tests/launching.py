@@ -30,6 +30,6 @@ def run_script(script, output_dir, *args, processes=1):
     records = [json.loads((Path(output_dir) / f"rank{rank}.json").read_text()) for rank in range(processes)]
     scored = {}
     for record in records:
-        for step, prompts in record["scored"].items():
+        for step, prompts in record.get("scored", {}).items():
             scored.setdefault(int(step), []).extend(prompts)
     return {step: sorted(prompts) for step, prompts in scored.items()}, records

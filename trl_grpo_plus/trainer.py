@@ -6,7 +6,9 @@ What it changes in TRL, each at the narrowest method:
 - the advantage comes from the configured estimator: `_generate_and_score_completions` keeps TRL's scoring and
   replaces only its `advantages`, computed from the rewards `_calculate_rewards` produced;
 - with zero-variance filtering, rollouts are generated and scored first (`_generate`, `_calculate_rewards`), the
-  groups with signal chosen, and only those replayed through TRL's scoring (reference/old log-probs) and loss;
+  groups with signal chosen, and only those replayed through TRL's scoring (reference/old log-probs) and loss: during
+  the replay `_generate` and `_calculate_rewards` hand back the kept completions and their rewards, so the loss
+  trains exactly the completions that were scored;
 - with a group-size schedule, each generation batch is planned when it is generated (`_generate_and_score_completions`
   takes the planned prompts in place of the dataloader's), and the plan's state rides along in checkpoints;
 - with `use_liger_loss`, `_compute_loss` runs the backbone and hands its last hidden states and the LM head to
@@ -146,6 +148,11 @@ class GRPOTrainer(trl.GRPOTrainer):
         return line
 
     # --- advantages -------------------------------------------------------------------------------------------
+
+    def _generate(self, prompts):
+        if self._replay is not None:  # the kept completions, exactly as generated and scored before filtering
+            return self._replay.generation
+        return super()._generate(prompts)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if self._replay is not None:  # already scored before filtering

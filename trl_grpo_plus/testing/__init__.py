@@ -13,9 +13,11 @@ from __future__ import annotations
 import pytest
 
 from ..plugins import PluginInfo, PluginManager, build_plugin_manager
+from .loss_inputs import TrainingRecorder
 from .models import save_tiny_checkpoint, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
 __all__ = [
+    "TrainingRecorder",
     "save_tiny_checkpoint",
     "tiny_grpo_config",
     "tiny_grpo_settings",
