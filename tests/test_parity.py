@@ -1,5 +1,8 @@
 """The drop-in promise: with no extension option set, our trainer trains exactly like TRL's."""
 
+import json
+
+import launching
 import pytest
 import torch
 import trl
@@ -20,7 +23,10 @@ def length_bonus(completions, **kwargs):
 
 def train(trainer_cls, config_cls, output_dir, **overrides):
     tokenizer = tiny_tokenizer()
-    settings = tiny_grpo_settings(output_dir, max_steps=5, learning_rate=5e-2, reward_weights=[1.0, 0.5])
+    # Three groups of 4 per generation batch, so group, batch and no reward scaling all differ.
+    settings = tiny_grpo_settings(
+        output_dir, per_device_train_batch_size=12, max_steps=5, learning_rate=5e-2, reward_weights=[1.0, 0.5]
+    )
     settings.update(overrides)
     # A saved checkpoint, as TRL loads its reference model (beta > 0) from the model's path.
     model_dir = output_dir / "initial-model"
@@ -29,7 +35,7 @@ def train(trainer_cls, config_cls, output_dir, **overrides):
         model=str(model_dir),
         reward_funcs=[digit_share, length_bonus],
         args=config_cls(**settings),
-        train_dataset=tiny_prompt_dataset(32),
+        train_dataset=tiny_prompt_dataset(64),
         processing_class=tokenizer,
     )
     trainer.train()
@@ -111,3 +117,39 @@ def test_naming_the_constant_schedule_trains_like_trl(tmp_path):
         group_size_kwargs={"size": 4},  # = num_generations
     )
     assert_same_training(reference, ours)
+
+
+def test_scale_rewards_settings_train_differently(tmp_path):
+    # Guards the parity tests above: with one group per batch, group and batch scaling would be the same run.
+    group = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "group", max_steps=2)
+    batch = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "batch", max_steps=2, scale_rewards="batch")
+    assert group.state.log_history[1]["loss"] != pytest.approx(batch.state.log_history[1]["loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"scale_rewards": "batch", "gradient_accumulation_steps": 2, "num_iterations": 2}, id="batch"),
+    ],
+)
+def test_two_processes_train_identically_to_trls_two_processes(tmp_path, settings):
+    settings = {"per_device_train_batch_size": 6, "max_steps": 4, **settings}  # 12 completions a batch: 3 groups
+    runs = {}
+    for name in ("trl", "ours"):
+        folder = tmp_path / name
+        _, records = launching.run_script(
+            "train_parity.py", folder, "--trainer", name, "--settings", json.dumps(settings), processes=2
+        )
+        runs[name] = (records, torch.load(folder / "parameters.pt"))
+    (trl_records, trl_parameters), (our_records, our_parameters) = runs["trl"], runs["ours"]
+    for trl_record, our_record in zip(trl_records, our_records, strict=True):
+        assert len(trl_record["log_history"]) == len(our_record["log_history"]) > 0
+        for trl_log, our_log in zip(trl_record["log_history"], our_record["log_history"], strict=True):
+            assert trl_log.keys() == our_log.keys()
+            for key in trl_log.keys() - set(TIMING_KEYS):
+                assert our_log[key] == pytest.approx(trl_log[key], abs=1e-6, rel=0), key
+    assert trl_parameters.keys() == our_parameters.keys()
+    for name, parameter in trl_parameters.items():
+        torch.testing.assert_close(our_parameters[name], parameter, atol=1e-6, rtol=0, msg=name)
+    assert any(log.get("grad_norm", 0) > 0 for log in trl_records[0]["log_history"])

@@ -1,0 +1,55 @@
+"""Train the tiny model with TRL's GRPOTrainer or ours, same settings, and write what the parity test compares.
+
+Run with `python` or `accelerate launch --multi_gpu --num_processes 2` (gloo on CPU); every rank writes
+`<output_dir>/rank<k>.json` (log history) and rank 0 `<output_dir>/parameters.pt` (the final parameters).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import trl
+from rank_records import write_and_finish
+
+import trl_grpo_plus
+from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer
+
+TRAINERS = {"trl": (trl.GRPOTrainer, trl.GRPOConfig), "ours": (trl_grpo_plus.GRPOTrainer, trl_grpo_plus.GRPOConfig)}
+
+
+def digit_share(completions, **kwargs):
+    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+
+
+def length_bonus(completions, **kwargs):
+    return [len(c) / 8 for c in completions]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--trainer", choices=TRAINERS, required=True)
+    parser.add_argument("--settings", type=json.loads, default={}, help="config fields, as JSON")
+    cli = parser.parse_args()
+
+    trainer_cls, config_cls = TRAINERS[cli.trainer]
+    tokenizer = tiny_tokenizer()
+    settings = tiny_grpo_settings(cli.output_dir, learning_rate=5e-2, reward_weights=[1.0, 0.5])
+    settings.update(cli.settings)
+    trainer = trainer_cls(
+        model=tiny_model(tokenizer),
+        reward_funcs=[digit_share, length_bonus],
+        args=config_cls(**settings),
+        train_dataset=tiny_prompt_dataset(64),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    if trainer.accelerator.is_main_process:
+        torch.save(dict(trainer.model.named_parameters()), cli.output_dir / "parameters.pt")
+    record = {"rank": trainer.accelerator.process_index, "log_history": trainer.state.log_history}
+    write_and_finish(trainer, cli.output_dir, record)
+
+
+if __name__ == "__main__":
+    main()
