@@ -110,6 +110,28 @@ def test_the_loss_trains_exactly_the_scored_completions_with_their_advantages(tm
         assert_filtering_was_exercised(records, settings)
 
 
+def test_trls_own_trainer_meets_the_same_invariants(tmp_path):
+    # The checker itself is held to the reference: TRL's trainer, recorded the same way, passes it.
+    import trl
+    from train_recorded import prompt_dataset, text_hash
+
+    from trl_grpo_plus.testing import TrainingRecorder, tiny_grpo_settings, tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    recorder = TrainingRecorder(tokenizer)
+    settings = tiny_grpo_settings(tmp_path, per_device_train_batch_size=12, max_steps=2, scale_rewards="batch")
+    trainer = trl.GRPOTrainer(
+        model=tiny_model(tokenizer),
+        reward_funcs=[recorder.reward(text_hash)],
+        args=trl.GRPOConfig(**settings),
+        train_dataset=prompt_dataset(60),
+        processing_class=tokenizer,
+    )
+    recorder.attach(trainer)
+    trainer.train()
+    assert check_trained_on_scored([{"generations": recorder.generations}], "batch_std") == 24
+
+
 def test_ragged_groups_reach_the_loss_under_an_adaptive_schedule(tmp_path):
     # Otherwise the schedule cases could pass on TRL's fixed groups alone.
     _, recorder = train(tmp_path, **PER_PROMPT)
