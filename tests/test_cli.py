@@ -50,3 +50,11 @@ def test_demo_options_with_bad_values_are_refused_before_any_work(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--max-steps", "0"])
     assert "max_steps must be at least 1" in capsys.readouterr().err
+
+
+def test_demo_compare_flag_asks_for_the_trl_baseline_run(monkeypatch):
+    seen = []
+    monkeypatch.setattr("trl_grpo_plus.cli.run_demo", seen.append)
+    assert main(["demo", "--compare", "--max-steps", "3"]) == 0
+    assert main(["demo"]) == 0
+    assert [(s.compare, s.max_steps) for s in seen] == [(True, 3), (False, 150)]

@@ -29,6 +29,25 @@ def test_a_short_demo_writes_the_model_history_report_and_plot(tmp_path, capsys)
     assert "rewards: accuracy [rewards], format [rewards]" in out and "held-out accuracy (greedy)" in out
 
 
+def test_compare_trains_trl_s_trainer_too_and_plots_both_against_completions_generated(tmp_path, capsys):
+    settings = DemoSettings(
+        output_dir=str(tmp_path), warm_start_steps=5, max_steps=2, eval_every=2, train_problems=16,
+        held_out_problems=4, prompts_per_step=2, num_generations=2, compare=True,
+    )  # fmt: skip
+    summary = run_demo(settings)
+
+    baseline = summary["trl_baseline"]
+    # With no extension option the demo trains exactly as TRL does: the same completions, the same curve.
+    assert [p["completions"] for p in baseline["held_out_accuracy_curve"]] == [0, 8]
+    assert baseline["held_out_accuracy_curve"] == summary["held_out_accuracy_curve"]
+    assert [r["completions"] for r in summary["training_rewards"]] == [
+        r["completions"] for r in baseline["training_rewards"]
+    ]
+    assert "trl_baseline" in json.loads((tmp_path / "eval_results.json").read_text())
+    assert (tmp_path / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "trl.GRPOTrainer" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [("max_steps", 0, "max_steps must be at least 1"), ("num_generations", 1, "num_generations must be at least 2")],

@@ -1,6 +1,8 @@
 """The drop-in promise: with no extension option set, our trainer trains exactly like TRL's."""
 
 import json
+import sys
+from pathlib import Path
 
 import launching
 import pytest
@@ -8,38 +10,11 @@ import torch
 import trl
 
 import trl_grpo_plus
-from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+from train_parity import train  # noqa: E402  (the script the 2-process test launches, run in-process)
 
 TIMING_KEYS = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
-
-
-def digit_share(completions, **kwargs):
-    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
-
-
-def length_bonus(completions, **kwargs):
-    return [len(c) / 8 for c in completions]
-
-
-def train(trainer_cls, config_cls, output_dir, **overrides):
-    tokenizer = tiny_tokenizer()
-    # Three groups of 4 per generation batch, so group, batch and no reward scaling all differ.
-    settings = tiny_grpo_settings(
-        output_dir, per_device_train_batch_size=12, max_steps=5, learning_rate=5e-2, reward_weights=[1.0, 0.5]
-    )
-    settings.update(overrides)
-    # A saved checkpoint, as TRL loads its reference model (beta > 0) from the model's path.
-    model_dir = output_dir / "initial-model"
-    tiny_model(tokenizer).save_pretrained(model_dir)
-    trainer = trainer_cls(
-        model=str(model_dir),
-        reward_funcs=[digit_share, length_bonus],
-        args=config_cls(**settings),
-        train_dataset=tiny_prompt_dataset(64),
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    return trainer
 
 
 def assert_same_training(reference, ours):

@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--warm-start-steps", type=int, default=defaults.warm_start_steps, help="supervised steps")
     demo.add_argument("--max-steps", type=int, default=defaults.max_steps, help="GRPO optimizer steps")
     demo.add_argument("--eval-every", type=int, default=defaults.eval_every, help="held-out evaluation interval")
+    demo.add_argument(
+        "--compare",
+        action="store_true",
+        help="also train TRL's own GRPOTrainer from the same warm start with the same settings, and plot both "
+        "against completions generated (twice the time)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "plugins":
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_start_steps=args.warm_start_steps,
             max_steps=args.max_steps,
             eval_every=args.eval_every,
+            compare=args.compare,
         )
     except ValueError as error:
         parser.error(str(error))

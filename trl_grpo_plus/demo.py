@@ -4,17 +4,26 @@ Everything is built here, with no network: a word-level tokenizer, a 1M-paramete
 weights, and synthetic word problems in GSM8K's format (`#### N`). A brief supervised warm start teaches the answer
 format and part of the arithmetic; GRPO, through our trainer with the `accuracy` and `format` rewards chosen by name,
 then raises greedy accuracy on held-out problems. Written to the output folder: the trained model and tokenizer,
-`history.json` (reward and held-out accuracy over steps), `progress.png` (the same, plotted) and `eval_results.json`.
+`history.json` (reward and held-out accuracy over completions generated), `progress.png` (the same, plotted) and
+`eval_results.json`. With `compare`, TRL's own `GRPOTrainer` also trains from the same warm start with the same
+settings, and both runs are recorded and plotted.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from transformers import ProgressCallback, TrainerCallback
+
+# The extension options the demo trains with, beyond TRL's settings; empty: the demo trains exactly as TRL would.
+DEMO_FEATURES: dict = {}
+# The format the demo's `format` reward asks for: GSM8K's answer shape, ending in "#### <number>", nothing after it.
+ANSWER_FORMAT = r"[^#]*#### \d+"
 
 
 @dataclass
@@ -34,6 +43,7 @@ class DemoSettings:
     prompts_per_step: int = 64
     num_generations: int = 8
     eval_every: int = 20
+    compare: bool = False  # also train TRL's own GRPOTrainer from the same warm start, with the same settings
 
     def __post_init__(self):
         for name in (
@@ -70,6 +80,34 @@ def demo_model(tokenizer, seed: int):
     )
 
 
+def answer_format(completions, **kwargs):
+    """The demo's `format` reward as a plain TRL reward function, for TRL's own trainer."""
+    from .default_plugins.rewards import format as format_reward
+
+    return format_reward(completions, pattern=ANSWER_FORMAT)
+
+
+answer_format.__name__ = "format"  # the same metric name as the plugin reward: rewards/format/mean
+
+
+def count_generated_completions(trainer) -> Callable[[], int]:
+    """Counts the completions `trainer` generates; returns a function that reads the count.
+
+    TRL's trainer and ours generate every completion through `_generate_single_turn` (every dynamic-sampling round
+    included; our replay of already scored completions does not generate), so both are counted alike.
+    """
+    count = [0]
+    generate = trainer._generate_single_turn
+
+    def counted(prompt_ids, *args, **kwargs):
+        completion_ids, logprobs = generate(prompt_ids, *args, **kwargs)
+        count[0] += len(completion_ids)
+        return completion_ids, logprobs
+
+    trainer._generate_single_turn = counted
+    return lambda: count[0]
+
+
 def _require_matplotlib():
     try:
         import matplotlib
@@ -87,10 +125,12 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
     _require_matplotlib()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import trl
     from datasets import Dataset
     from transformers import set_seed
 
     from . import GRPOConfig, GRPOTrainer
+    from .default_plugins.rewards import accuracy
     from .evaluation import greedy_pass_at_1, report_table, write_report
     from .warm_start import supervised_warm_start
     from .word_problems import prompt, word_problem_tokenizer, word_problems
@@ -104,9 +144,9 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
         settings.train_problems, seed=settings.seed, exclude={problem["question"] for problem in held_out}
     )
 
-    def held_out_accuracy(description: str):
+    def held_out_accuracy(description: str, trained=model):
         return greedy_pass_at_1(
-            model,
+            trained,
             tokenizer,
             [prompt(problem["question"]) for problem in held_out],
             [problem["answer"] for problem in held_out],
@@ -129,82 +169,129 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
     )
     before = held_out_accuracy("held-out accuracy")
     print(f"Held-out accuracy after the warm start: {before.accuracy:.1%} ({before.correct}/{before.total})")
+    baseline_model = copy.deepcopy(model) if settings.compare else None
+    dataset = Dataset.from_list([{"prompt": prompt(p["question"]), "answer": p["answer"]} for p in train])
+    shared = {
+        "max_steps": settings.max_steps,
+        "learning_rate": settings.learning_rate,
+        "lr_scheduler_type": "constant",
+        "per_device_train_batch_size": settings.prompts_per_step * settings.num_generations,
+        "num_generations": settings.num_generations,
+        "max_completion_length": 12,
+        "beta": 0.0,
+        "reward_weights": [1.0, 0.2],
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "gradient_checkpointing": False,
+        "disable_tqdm": False,
+        "log_level": "warning",
+        "seed": settings.seed,
+    }
 
-    tracker = HeldOutAccuracy(held_out_accuracy, settings.eval_every, before)
-    config = GRPOConfig(
-        output_dir=str(output),
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="constant",
-        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
-        num_generations=settings.num_generations,
-        max_completion_length=12,
-        beta=0.0,
-        reward_plugins=["accuracy", "format"],
-        # GSM8K's answer shape: ends in "#### <number>", nothing after it
-        reward_kwargs={"format": {"pattern": r"[^#]*#### \d+"}},
-        reward_weights=[1.0, 0.2],
-        logging_steps=10,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        disable_tqdm=False,
-        log_level="warning",
-        seed=settings.seed,
+    def train_with(trainer_class, config, reward_funcs, trained, label: str) -> tuple[HeldOutAccuracy, list[dict]]:
+        tracker = HeldOutAccuracy(
+            lambda description: held_out_accuracy(description, trained), settings.eval_every, before, label
+        )
+        trainer = trainer_class(
+            model=trained, reward_funcs=reward_funcs, args=config, train_dataset=dataset, processing_class=tokenizer,
+            callbacks=[tracker],
+        )  # fmt: skip
+        tracker.completions = count_generated_completions(trainer)
+        trainer.remove_callback(ProgressCallback)  # the same bar, without a printed metrics dict per log
+        trainer.add_callback(RewardInProgressBar())
+        if isinstance(trainer, GRPOTrainer):
+            print(trainer.describe_plugins())
+        trainer.train()
+        if isinstance(trainer, GRPOTrainer):
+            trainer.save_model(str(output))
+        return tracker, training_rewards(trainer.state.log_history, tracker.completions_at)
+
+    features = ", ".join(f"{key}={value}" for key, value in DEMO_FEATURES.items()) or "no extension option"
+    print(f"GRPO with trl_grpo_plus.GRPOTrainer ({features})")
+    tracker, rewards = train_with(
+        GRPOTrainer,
+        GRPOConfig(
+            output_dir=str(output),
+            reward_plugins=["accuracy", "format"],
+            reward_kwargs={"format": {"pattern": ANSWER_FORMAT}},
+            **shared,
+            **DEMO_FEATURES,
+        ),
+        None,
+        model,
+        "",
     )
-    trainer = GRPOTrainer(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list([{"prompt": prompt(p["question"]), "answer": p["answer"]} for p in train]),
-        processing_class=tokenizer,
-        callbacks=[tracker],
-    )
-    trainer.remove_callback(ProgressCallback)  # the same bar, without a printed metrics dict per log
-    trainer.add_callback(RewardInProgressBar())
-    print(trainer.describe_plugins())
-    trainer.train()
     after = tracker.latest
-
-    trainer.save_model(str(output))
-    rewards = [
-        {
-            "step": log["step"],
-            "reward": log["reward"],
-            "accuracy_reward": log["rewards/accuracy/mean"],
-            "completion_length": log["completions/mean_length"],
-        }
-        for log in trainer.state.log_history
-        if "rewards/accuracy/mean" in log
-    ]
     summary = {
         "settings": asdict(settings),
+        "features": DEMO_FEATURES,
         "held_out_accuracy": {"warm_start": before.accuracy, "after_grpo": after.accuracy},
         "held_out_accuracy_curve": tracker.curve,
         "training_rewards": rewards,
     }
+    evaluations = {"before": before, "after": after}
+    if settings.compare:
+        print("Baseline for comparison: trl.GRPOTrainer, the same warm start and settings")
+        baseline, baseline_rewards = train_with(
+            trl.GRPOTrainer,
+            trl.GRPOConfig(output_dir=str(output / "trl-baseline"), **shared),
+            [accuracy, answer_format],
+            baseline_model,
+            "trl baseline: ",
+        )
+        summary["trl_baseline"] = {
+            "held_out_accuracy": {"warm_start": before.accuracy, "after_grpo": baseline.latest.accuracy},
+            "held_out_accuracy_curve": baseline.curve,
+            "training_rewards": baseline_rewards,
+        }
+        evaluations["trl_baseline"] = baseline.latest
     (output / "history.json").write_text(json.dumps(summary, indent=2))
-    write_report(output / "eval_results.json", {"before": before, "after": after})
-    plot_progress(rewards, tracker.curve, output / "progress.png")
+    write_report(output / "eval_results.json", evaluations)
+    plot_progress(
+        rewards, tracker.curve, output / "progress.png", baseline=summary.get("trl_baseline"), features=features
+    )
     print()
-    print(report_table({"before": before, "after": after}, title="held-out accuracy (greedy)"))
+    print(report_table(evaluations, title="held-out accuracy (greedy)"))
     print(f"\nSaved to {output}/: the trained model, history.json, eval_results.json and progress.png")
     return summary
 
 
-class HeldOutAccuracy(TrainerCallback):
-    """Evaluates held-out accuracy every `every` GRPO steps and after the last one; keeps the curve."""
+def training_rewards(log_history: list[dict], completions_at: dict[int, int]) -> list[dict]:
+    """The logged training rewards, each with the completions generated up to its step."""
+    return [
+        {
+            "step": log["step"],
+            "completions": completions_at.get(log["step"]),
+            "reward": log["reward"],
+            "accuracy_reward": log["rewards/accuracy/mean"],
+            "completion_length": log["completions/mean_length"],
+        }
+        for log in log_history
+        if "rewards/accuracy/mean" in log
+    ]
 
-    def __init__(self, evaluate, every: int, start) -> None:
-        self.evaluate, self.every, self.latest = evaluate, every, start
-        self.curve = [{"step": 0, "accuracy": start.accuracy}]
+
+class HeldOutAccuracy(TrainerCallback):
+    """Evaluates held-out accuracy every `every` GRPO steps and after the last one; keeps the curve, and the
+    completions generated up to every step (read from `completions`, set once the trainer exists)."""
+
+    def __init__(self, evaluate, every: int, start, label: str = "") -> None:
+        self.evaluate, self.every, self.latest, self.label = evaluate, every, start, label
+        self.curve = [{"step": 0, "completions": 0, "accuracy": start.accuracy}]
+        self.completions: Callable[[], int] = lambda: 0
+        self.completions_at: dict[int, int] = {}
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.completions_at[state.global_step] = self.completions()
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             self.latest = self.evaluate("held-out accuracy")
-            self.curve.append({"step": state.global_step, "accuracy": self.latest.accuracy})
-            print(f"step {state.global_step}: held-out accuracy {self.latest.accuracy:.1%}", flush=True)
+            self.curve.append(
+                {"step": state.global_step, "completions": self.completions(), "accuracy": self.latest.accuracy}
+            )
+            print(f"{self.label}step {state.global_step}: held-out accuracy {self.latest.accuracy:.1%}", flush=True)
 
 
 class RewardInProgressBar(ProgressCallback):
@@ -215,23 +302,36 @@ class RewardInProgressBar(ProgressCallback):
             self.training_bar.set_postfix(accuracy_reward=f"{logs['rewards/accuracy/mean']:.3f}")
 
 
-def plot_progress(rewards: list[dict], accuracy_curve: list[dict], path: Path) -> None:
-    """Training reward (accuracy reward per logged step) and held-out accuracy against the GRPO step."""
+def plot_progress(
+    rewards: list[dict],
+    accuracy_curve: list[dict],
+    path: Path,
+    baseline: dict | None = None,
+    features: str = "no extension option",
+) -> None:
+    """Training reward (accuracy reward per logged step) and held-out accuracy against the completions generated;
+    with `baseline` (TRL's trainer's `training_rewards` and `held_out_accuracy_curve`), its lines too, dashed."""
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(
-        [r["step"] for r in rewards], [r["accuracy_reward"] for r in rewards], label="training reward (accuracy)"
-    )
-    axis.plot(
-        [p["step"] for p in accuracy_curve], [p["accuracy"] for p in accuracy_curve], marker="o",
-        label="held-out accuracy (greedy)",
-    )  # fmt: skip
-    axis.set_xlabel("GRPO step (0 = after the warm start)")
+    runs = [("trl_grpo_plus" + (f" ({features})" if baseline else ""), rewards, accuracy_curve, "-")]
+    if baseline:
+        runs.append(("trl.GRPOTrainer", baseline["training_rewards"], baseline["held_out_accuracy_curve"], "--"))
+    for (label, run_rewards, curve, style), colors in zip(runs, (("C0", "C1"), ("C2", "C3")), strict=False):
+        prefix = f"{label}: " if baseline else ""
+        axis.plot(
+            [r["completions"] for r in run_rewards], [r["accuracy_reward"] for r in run_rewards], style,
+            color=colors[0], label=f"{prefix}training reward (accuracy)",
+        )  # fmt: skip
+        axis.plot(
+            [p["completions"] for p in curve], [p["accuracy"] for p in curve], style, marker="o", color=colors[1],
+            label=f"{prefix}held-out accuracy (greedy)",
+        )  # fmt: skip
+    axis.set_xlabel("completions generated in GRPO (0 = after the warm start)")
     axis.set_ylim(0, 1)
     axis.set_title("trl-grpo-plus offline demo: word problems")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="lower right", fontsize=7 if baseline else None)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
