@@ -1,8 +1,8 @@
 """What the training scripts record on each rank, and how they end a (possibly distributed) run cleanly."""
 
 import json
-
-import torch
+import os
+import sys
 
 
 def record_scored_prompts(trainer, tokenizer) -> dict:
@@ -19,9 +19,12 @@ def record_scored_prompts(trainer, tokenizer) -> dict:
 
 
 def write_and_finish(trainer, output_dir, record: dict) -> None:
-    """Write `<output_dir>/rank<k>.json`, then tear the process group down explicitly: left to interpreter exit,
-    gloo's threads can abort one rank."""
+    """Write `<output_dir>/rank<k>.json`, wait for every rank, and exit at once.
+
+    Past this point nothing is left to do, and gloo's teardown is fragile: left to interpreter exit its threads can
+    abort one rank, and `destroy_process_group` has hung rank 0 after rank 1 had exited (seen once under load)."""
     (output_dir / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(record))
     trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
