@@ -32,11 +32,12 @@ Evaluation only (no training), on the first 200 test problems:
 """
 
 from transformers import AutoTokenizer
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer
 from trl_grpo_plus.evaluation import evaluate_trainer, report_table, write_report
 from trl_grpo_plus.gsm8k import GSM8KScriptArguments, as_prompts, load_gsm8k
+from trl_grpo_plus.parsing import TrlParser
 
 parser = TrlParser((GSM8KScriptArguments, GRPOConfig, ModelConfig))
 script_args, training_args, model_args = parser.parse_args_and_config()
@@ -58,7 +59,10 @@ load = dict(
     dataset_config=script_args.dataset_config,
 )
 train_dataset = load_gsm8k(script_args.dataset_train_split, limit=script_args.train_limit, **load)
-test_dataset = load_gsm8k(script_args.dataset_test_split, limit=script_args.eval_limit, **load)
+evaluate = script_args.eval_limit != 0  # --eval_limit 0 skips evaluation, and so needs no test split
+if evaluate:
+    test_dataset = load_gsm8k(script_args.dataset_test_split, limit=script_args.eval_limit, **load)
+    evaluate = len(test_dataset) > 0
 tokenizer = AutoTokenizer.from_pretrained(
     model_args.model_name_or_path,
     revision=model_args.model_revision,
@@ -68,7 +72,8 @@ tokenizer = AutoTokenizer.from_pretrained(
 if tokenizer.pad_token is None:
     tokenizer.pad_token = tokenizer.eos_token
 train_dataset = as_prompts(train_dataset, tokenizer, script_args.system_prompt)
-test_dataset = as_prompts(test_dataset, tokenizer, script_args.system_prompt)
+if evaluate:
+    test_dataset = as_prompts(test_dataset, tokenizer, script_args.system_prompt)
 
 # Reward names are resolved here, before the model is loaded; an unknown name says which plugin to install.
 trainer = GRPOTrainer(
@@ -80,7 +85,6 @@ trainer = GRPOTrainer(
 )
 trainer.accelerator.print(trainer.describe_plugins())
 
-evaluate = len(test_dataset) > 0
 eval_settings = dict(
     batch_size=script_args.eval_batch_size,
     max_new_tokens=script_args.eval_max_new_tokens or training_args.max_completion_length,

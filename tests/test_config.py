@@ -64,6 +64,14 @@ def test_reward_plugins_must_be_names(tmp_path):
         GRPOConfig(str(tmp_path), reward_plugins=["accuracy", 3], **CPU)
 
 
+@pytest.mark.parametrize(
+    "given", [["accuracy,format", "overlong_penalty"], "accuracy, format,overlong_penalty"], ids=["list", "string"]
+)
+def test_reward_plugins_may_be_comma_separated(tmp_path, given):
+    config = GRPOConfig(str(tmp_path), reward_plugins=given, **CPU)
+    assert config.reward_plugins == ["accuracy", "format", "overlong_penalty"]
+
+
 def test_command_line_flags_set_the_extension_options(tmp_path):
     from trl import TrlParser
 

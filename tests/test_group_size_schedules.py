@@ -155,6 +155,19 @@ def test_an_unknown_schedule_lists_the_available_names(schedules):
         GroupSizeSchedule("lineer", schedules)
 
 
+def test_schedule_options_without_a_schedule_say_none_was_chosen_and_which_takes_them(schedules):
+    with pytest.raises(PluginError) as info:
+        GroupSizeSchedule("constant", schedules, {"start": 4, "end": 16, "steps": 200})
+    message = str(info.value)
+    assert "group_size_schedule is 'constant' (the default when no schedule is chosen)" in message
+    assert "'linear', 'cosine' take end, start, steps, e.g. group_size_schedule='linear'" in message
+
+
+def test_options_no_schedule_takes_are_named_with_where_to_look(schedules):
+    with pytest.raises(PluginError, match="No installed schedule takes all of them; `trl-grpo-plus plugins`"):
+        GroupSizeSchedule("constant", schedules, {"warm_steps": 5})
+
+
 def test_a_ramp_needs_its_options(schedules):
     with pytest.raises(PluginError, match="needs option 'end', 'start', 'steps'"):
         GroupSizeSchedule("linear", schedules)

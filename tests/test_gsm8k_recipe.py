@@ -177,3 +177,31 @@ def test_recipe_trains_a_real_base_checkpoint_with_plain_text_prompts(shared_dir
     assert_trained(tmp_path / "out", model)
     prompt = json.loads((tmp_path / "out" / "eval_results.json").read_text())["before"]["samples"][0]["prompt"]
     assert prompt.startswith("Solve it.\n\nQuestion: ") and prompt.endswith("\nAnswer: ")
+
+
+def test_eval_limit_zero_needs_no_test_split(gsm8k_dir, model_dir, tmp_path):
+    train_only = tmp_path / "train-only"
+    train_only.mkdir()
+    shutil.copy(gsm8k_dir / "train.jsonl", train_only / "train.jsonl")
+    arguments = recipe_arguments(train_only, model_dir, tmp_path / "out", "--eval_limit", "0", "--max_steps", "1")
+    result = run_recipe(*arguments)
+    assert_succeeded(result)
+    assert not (tmp_path / "out" / "eval_results.json").exists()
+
+
+def test_an_invalid_choice_is_the_last_short_thing_printed(model_dir, tmp_path):
+    result = run_recipe("--model_name_or_path", str(model_dir), "--group_size_budget", "prompt")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) <= 3, lines  # not argparse's 200-line usage
+    assert "invalid choice: 'prompt' (choose from 'completions', 'prompts')" in lines[-2]
+    assert "--help" in lines[-1]
+
+
+def test_reward_plugins_may_be_comma_separated_on_the_command_line(gsm8k_dir, model_dir, tmp_path):
+    arguments = recipe_arguments(gsm8k_dir, model_dir, tmp_path / "out", "--max_steps", "1")
+    at = arguments.index("--reward_plugins")
+    arguments[at + 1 : at + 4] = ["accuracy,format", "overlong_penalty"]
+    result = run_recipe(*arguments, "--eval_limit", "0")
+    assert_succeeded(result)
+    assert "rewards: accuracy [rewards], format [rewards], overlong_penalty [rewards]" in result.stdout

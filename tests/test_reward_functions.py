@@ -1,5 +1,7 @@
 """Rewards by name, their options, and the one clear error each bad reward gives."""
 
+import re
+
 import pytest
 
 from trl_grpo_plus import GRPOTrainer, PluginError, RewardFunctionError, UnknownComponentError, get_registry, hookimpl
@@ -67,6 +69,16 @@ def test_options_for_a_reward_not_in_use_are_refused(plugin_manager):
         resolve(plugin_manager, ["accuracy"], reward_kwargs={"format": {}})
 
 
+def test_options_for_a_plain_callable_reward_point_to_binding_its_arguments(plugin_manager):
+    def brevity(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    with pytest.raises(PluginError, match="'brevity', a callable passed in reward_funcs, not a plugin reward") as info:
+        resolve(plugin_manager, [brevity], reward_kwargs={"brevity": {"limit": 3}})
+    assert "functools.partial(brevity, option=value)" in str(info.value)
+    assert "Add it to reward_funcs" not in str(info.value)
+
+
 def test_an_unknown_reward_name_lists_the_available_ones(plugin_manager):
     with pytest.raises(
         UnknownComponentError,
@@ -107,6 +119,43 @@ def test_a_reward_that_raises_is_named_with_its_plugin(plugin_manager, register_
     ) as info:
         call(reward, ["a"])
     assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_a_raising_plain_callable_reward_is_not_told_to_use_reward_kwargs(plugin_manager):
+    def fragile(completions, **kwargs):
+        raise KeyError("solution")
+
+    [reward] = resolve(plugin_manager, [fragile])
+    with pytest.raises(RewardFunctionError, match="raised KeyError: 'solution'. Fix the reward function, or the "):
+        call(reward, ["a"])
+    with pytest.raises(RewardFunctionError) as info:
+        call(reward, ["a"])
+    assert "reward_kwargs" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("inf"), float("-inf"), 1e300],
+    ids=["inf", "minus-inf", "overflows-float32"],
+)
+def test_a_reward_outside_float32_range_is_refused_naming_the_reward_and_completion(plugin_manager, value):
+    def unbounded(completions, **kwargs):
+        return [0.5, value]
+
+    [reward] = resolve(plugin_manager, [unbounded])
+    with pytest.raises(
+        RewardFunctionError, match=re.escape(f"'unbounded' returned {value!r} for the completion 'second'")
+    ):
+        call(reward, ["first", "second"])
+
+
+def test_nan_and_none_mean_unscorable_and_pass_through(plugin_manager):
+    def partial_scores(completions, **kwargs):
+        return [float("nan"), None, 3.0e38]
+
+    [reward] = resolve(plugin_manager, [partial_scores])
+    rewards = call(reward, ["a", "b", "c"])
+    assert rewards[1:] == [None, 3.0e38] and rewards[0] != rewards[0]
 
 
 @pytest.mark.parametrize(

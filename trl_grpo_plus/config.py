@@ -62,7 +62,8 @@ class GRPOConfig(trl.GRPOConfig):
         default=None,
         metadata={
             "help": "Names of registered reward functions (from installed trl_grpo_plus plugins) to use, appended "
-            "after the trainer's `reward_funcs`. `trl-grpo-plus plugins` lists the available names."
+            "after the trainer's `reward_funcs`, space- or comma-separated on the command line. `trl-grpo-plus "
+            "plugins` lists the available names."
         },
     )
     reward_kwargs: dict[str, Any] | str | None = field(
@@ -175,12 +176,15 @@ class GRPOConfig(trl.GRPOConfig):
         self._check_group_size_options()
         self._check_liger_options()
         if self.reward_plugins is not None:
-            if isinstance(self.reward_plugins, str):  # a single name from a YAML scalar or a CLI string
-                self.reward_plugins = [name.strip() for name in self.reward_plugins.split(",") if name.strip()]
+            if isinstance(self.reward_plugins, str):  # a YAML scalar
+                self.reward_plugins = [self.reward_plugins]
             if not all(isinstance(name, str) and name for name in self.reward_plugins):
                 raise ValueError(
                     f"reward_plugins must be a list of reward names (strings), got {self.reward_plugins!r}."
                 )
+            # Names never hold commas, so "accuracy,format" (as typed on a command line, which otherwise takes
+            # "--reward_plugins accuracy format") means two of them.
+            self.reward_plugins = [n.strip() for name in self.reward_plugins for n in name.split(",") if n.strip()]
         if self.reward_kwargs is not None and not (
             isinstance(self.reward_kwargs, dict) and all(isinstance(v, dict) for v in self.reward_kwargs.values())
         ):

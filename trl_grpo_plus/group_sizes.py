@@ -18,7 +18,7 @@ import torch
 
 from .errors import PluginError
 from .groups import GroupLayout, group_spread
-from .options import check_options
+from .options import check_options, declared_options
 from .registry import ComponentRegistry
 
 MIN_GROUP_SIZE = 2  # one completion has nothing to be compared with
@@ -168,6 +168,8 @@ class GroupSizeSchedule:
         self.name = name
         self.func: Callable[..., Sequence[int]] = schedules.resolve(name)
         self.plugin = schedules.plugin_of(name)
+        if name == "constant" and set(options or {}) - {"size"}:
+            raise PluginError(_options_without_a_schedule(sorted(options), schedules, self.CONTRACT_ARGS))
         self.options = check_options(
             self.func,
             options,
@@ -221,3 +223,19 @@ class GroupSizeSchedule:
 
     def __repr__(self) -> str:
         return f"<GroupSizeSchedule {self.name} options={self.options}>"
+
+
+def _options_without_a_schedule(given: list[str], schedules: ComponentRegistry, contract_args) -> str:
+    """The error for schedule options given to 'constant', the schedule in effect when none is chosen."""
+    takers = [name for name in schedules if set(given) <= declared_options(schedules.resolve(name), contract_args)[0]]
+    advice = (
+        f"Choose the schedule they belong to with group_size_schedule: {', '.join(map(repr, takers))} "
+        f"take{'s' if len(takers) == 1 else ''} {', '.join(given)}"
+        if takers
+        else "No installed schedule takes all of them; `trl-grpo-plus plugins` lists the schedules and their options"
+    )
+    return (
+        f"GRPOConfig.group_size_kwargs sets {', '.join(map(repr, given))}, but group_size_schedule is 'constant' "
+        f"(the default when no schedule is chosen), which takes only 'size'. {advice}, e.g. "
+        f"group_size_schedule='{takers[0] if takers else 'linear'}'."
+    )

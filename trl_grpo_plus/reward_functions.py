@@ -7,11 +7,13 @@ contract. Reward models (`nn.Module`) and model ids pass through to TRL unchange
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name, is_async_callable
 
@@ -21,6 +23,7 @@ from .registry import ComponentRegistry
 
 # Arguments TRL passes itself; a reward's other keyword parameters with defaults are its options.
 _CONTRACT_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 class GuardedReward:
@@ -40,12 +43,17 @@ class GuardedReward:
         return f"Reward function '{self.__name__}'{origin}"
 
     def _call_failed(self, error: Exception) -> RewardFunctionError:
+        if self.plugin:
+            fix = f"Fix the reward function or its options (GRPOConfig.reward_kwargs['{self.__name__}'])"
+        else:  # a callable the user passed: reward_kwargs configures plugin rewards only
+            fix = "Fix the reward function, or the arguments bound to it (e.g. with functools.partial)"
         return RewardFunctionError(
-            f"{self._describe()} raised {type(error).__name__}: {error}. Fix the reward function or its options "
-            f"(GRPOConfig.reward_kwargs['{self.__name__}']); the original traceback is chained above."
+            f"{self._describe()} raised {type(error).__name__}: {error}. {fix}; the original traceback is chained "
+            f"above."
         )
 
-    def _checked(self, rewards: Any, expected: int) -> list[float | None]:
+    def _checked(self, rewards: Any, completions: Sequence[Any]) -> list[float | None]:
+        expected = len(completions)
         if hasattr(rewards, "tolist"):  # tensors and arrays
             rewards = rewards.tolist()
         if not isinstance(rewards, Sequence) or isinstance(rewards, (str, bytes)):
@@ -58,11 +66,21 @@ class GuardedReward:
                 f"{self._describe()} returned {len(rewards)} rewards for {expected} completions; it must return "
                 f"exactly one reward (a float, or None when not applicable) per completion."
             )
-        for value in rewards:
+        for index, value in enumerate(rewards):
             if value is not None and not isinstance(value, numbers.Real):
                 raise RewardFunctionError(
                     f"{self._describe()} returned {value!r} ({type(value).__name__}); each reward must be a float, "
                     f"or None when the reward does not apply to that completion."
+                )
+            # TRL stores rewards as float32: beyond its range a finite float becomes inf, and an infinite reward
+            # turns its group's (or, for batch-level estimators, the whole batch's) advantages into 0 or NaN.
+            if value is not None and not math.isnan(value) and not abs(value) <= _FLOAT32_MAX:
+                completion = str(completions[index])
+                completion = completion if len(completion) <= 80 else completion[:77] + "..."
+                raise RewardFunctionError(
+                    f"{self._describe()} returned {value!r} for the completion {completion!r}; rewards must be "
+                    f"finite numbers within float32 range (about ±3.4e38), or None (or NaN) for a completion the "
+                    f"reward does not apply to. Fix or clamp the reward."
                 )
         return list(rewards)
 
@@ -71,7 +89,7 @@ class GuardedReward:
             rewards = self.func(**{**kwargs, **self.options})
         except Exception as error:
             raise self._call_failed(error) from error
-        return self._checked(rewards, len(kwargs["completions"]))
+        return self._checked(rewards, kwargs["completions"])
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.__name__} options={self.options}>"
@@ -85,7 +103,7 @@ class AsyncGuardedReward(GuardedReward):
             rewards = await self.func(**{**kwargs, **self.options})
         except Exception as error:
             raise self._call_failed(error) from error
-        return self._checked(rewards, len(kwargs["completions"]))
+        return self._checked(rewards, kwargs["completions"])
 
 
 def guard(func: Callable[..., Any], name: str, plugin: str | None = None, options=None) -> GuardedReward:
@@ -126,7 +144,7 @@ def resolve_reward_funcs(
     elif not isinstance(reward_funcs, list):
         reward_funcs = [reward_funcs]
     reward_kwargs = dict(reward_kwargs or {})
-    resolved, plugin_names = [], []
+    resolved, plugin_names, callable_names = [], [], []
     for index, item in enumerate(list(reward_funcs) + list(reward_plugins or [])):
         from_config = index >= len(reward_funcs)
         if isinstance(item, str) and (item in rewards or from_config or not _looks_like_model(item)):
@@ -144,11 +162,20 @@ def resolve_reward_funcs(
             resolved.append(item)  # TRL loads and runs reward models itself
         elif callable(item):
             resolved.append(item if isinstance(item, GuardedReward) else guard(item, get_callable_name(item)))
+            callable_names.append(resolved[-1].__name__)
         else:
             raise TypeError(
                 f"reward_funcs entries must be callables, reward models, or reward plugin names; got {item!r}."
             )
     stray = sorted(set(reward_kwargs) - set(plugin_names))
+    callables = [name for name in stray if name in callable_names]
+    if callables:
+        name = callables[0]
+        raise PluginError(
+            f"GRPOConfig.reward_kwargs has options for {name!r}, a callable passed in reward_funcs, not a plugin "
+            f"reward: reward_kwargs configures plugin rewards only. Bind the callable's arguments yourself, e.g. "
+            f"reward_funcs=[functools.partial({name}, option=value)], and remove its reward_kwargs entry."
+        )
     if stray:
         raise PluginError(
             f"GRPOConfig.reward_kwargs has options for {', '.join(map(repr, stray))}, which is not among the plugin "
