@@ -76,17 +76,25 @@ REFERENCE_ESTIMATORS = {
 }
 
 
-def scored_groups(rounds_per_rank: list[list[list[dict]]]) -> list[list[dict]]:
+def scored_groups(rounds_per_rank: list[list[list[dict]]], sizes: list[int] | None = None) -> list[list[dict]]:
     """The groups of one generation batch, in order: each scoring round's rows in global order (rank 0's first),
-    cut into runs of one prompt (a group may span processes)."""
+    cut into runs of one prompt (a group may span processes), or into the planned `sizes` of a schedule's batch,
+    whose adjacent groups may share a prompt."""
     groups = []
     for round_index in range(len(rounds_per_rank[0])):
-        rows = [row for rounds in rounds_per_rank for row in rounds[round_index]]
+        rows = [{**row, "round": round_index} for rounds in rounds_per_rank for row in rounds[round_index]]
+        if sizes is not None and round_index == 0:
+            assert sum(sizes) == len(rows), f"planned {sum(sizes)} completions, scored {len(rows)}"
+            starts = [sum(sizes[:g]) for g in range(len(sizes))]
+            planned = [rows[start : start + size] for start, size in zip(starts, sizes, strict=True)]
+            assert all(len({row["prompt"] for row in group}) == 1 for group in planned), "a group mixes prompts"
+            groups += planned
+            continue
         for row in rows:
             if groups and groups[-1][0]["prompt"] == row["prompt"] and groups[-1][0]["round"] == round_index:
-                groups[-1].append({**row, "round": round_index})
+                groups[-1].append(row)
             else:
-                groups.append([{**row, "round": round_index}])
+                groups.append([row])
     return groups
 
 
@@ -109,12 +117,13 @@ def check_trained_on_scored(
     records: list[dict],
     estimator: str = "grpo",
     *,
-    filtered_to: int | None = None,
+    filtered: bool = False,
     num_iterations: int = 1,
     atol: float = 1e-4,
 ) -> int:
     """Assert the invariants above on one run's records (one per process, as `TrainingRecorder.generations` in a
-    dict under "generations"); `filtered_to` is the generation batch size when zero-variance filtering is on.
+    dict under "generations"); `filtered` when zero-variance filtering is on: the batch is then full when its kept
+    groups hold as many completions as its first round.
     Returns the number of loss rows checked, so a caller can tell the check was not vacuous."""
     num_processes = len(records)
     generations = [record["generations"] for record in records]
@@ -122,13 +131,13 @@ def check_trained_on_scored(
     checked = 0
     for index in range(len(generations[0])):
         per_rank = [g[index] for g in generations]
-        groups = scored_groups([generation["rounds"] for generation in per_rank])
+        groups = scored_groups([generation["rounds"] for generation in per_rank], per_rank[0].get("group_sizes"))
         assert groups, f"generation {index}: nothing was scored"
-        if filtered_to is None:
+        if not filtered:
             assert all(len(g["rounds"]) == 1 for g in per_rank), "an unfiltered batch is scored once"
             batch = groups
         else:
-            batch = kept_groups(groups, filtered_to)
+            batch = kept_groups(groups, sum(len(g["rounds"][0]) for g in per_rank))
         rewards = [[row["reward"] for row in group] for group in batch]
         expected_rows = [row for group in batch for row in group]
         advantages = REFERENCE_ESTIMATORS[estimator](rewards) if rewards else []
@@ -149,7 +158,7 @@ def check_trained_on_scored(
         checked += len(trained)
 
         # Exactly the batch, each row num_iterations times, less the trailing rows an equal share drops.
-        used = len(expected_rows) - (len(expected_rows) % num_processes if filtered_to is not None else 0)
+        used = len(expected_rows) - (len(expected_rows) % num_processes if filtered else 0)
         want = Counter(
             {key: count * num_iterations for key, count in Counter(map(_key, expected_rows[:used])).items()}
         )

@@ -12,7 +12,7 @@ import trl
 import trl_grpo_plus
 
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
-from train_parity import train  # noqa: E402  (the script the 2-process test launches, run in-process)
+from train_parity import text_hash, train  # noqa: E402  (the script the 2-process test launches, run in-process)
 
 TIMING_KEYS = ("step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second")
 
@@ -128,3 +128,36 @@ def test_two_processes_train_identically_to_trls_two_processes(tmp_path, setting
     for name, parameter in trl_parameters.items():
         torch.testing.assert_close(our_parameters[name], parameter, atol=1e-6, rtol=0, msg=name)
     assert any(log.get("grad_norm", 0) > 0 for log in trl_records[0]["log_history"])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param(
+            {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 3, "num_iterations": 2, "beta": 0.1},
+            id="accumulation-iterations-kl",
+        ),
+        pytest.param(
+            {"per_device_train_batch_size": 4, "steps_per_generation": 3, "loss_type": "grpo"}, id="grpo-loss"
+        ),
+    ],
+)
+def test_filtering_that_drops_nothing_trains_identically_to_trl(tmp_path, settings):
+    # The replay path (scoring kept rows again, shuffling and splitting them into micro-batches, the loss
+    # normalizer, old and reference log-probs) must then be TRL's own, exactly.
+    settings = {"reward_funcs": [text_hash], "reward_weights": None, "max_steps": 6, **settings}
+    reference = train(trl.GRPOTrainer, trl.GRPOConfig, tmp_path / "trl", **settings)
+    ours = train(
+        trl_grpo_plus.GRPOTrainer,
+        trl_grpo_plus.GRPOConfig,
+        tmp_path / "ours",
+        filter_zero_variance_groups=True,
+        **settings,
+    )
+    dropped = [log["filter/frac_groups_dropped"] for log in ours.state.log_history if "filter/kept_sequences" in log]
+    assert dropped and not any(dropped), "a group was dropped, so the runs may rightly differ"
+    for log in ours.state.log_history:
+        for key in [key for key in log if key.startswith("filter/")]:
+            del log[key]
+    assert_same_training(reference, ours)

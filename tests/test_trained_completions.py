@@ -6,6 +6,7 @@ estimators' formulas re-implemented in plain Python. The reward is a hash of the
 three scores a constant, so its group has zero variance): a regenerated or swapped completion cannot pass.
 """
 
+import json
 import math
 import statistics
 import sys
@@ -53,7 +54,12 @@ CASES = {
     "schedule-per-prompt-adaptive-batch-std": ({**PER_PROMPT, "advantage_estimator": "batch_std"}, "batch_std"),
     "schedule-fixed-prompt-budget": ({**RAMP, "group_size_budget": "prompts"}, "grpo"),
     "schedule-linear-filtering": ({**RAMP, **FILTER}, "grpo"),
+    # 3 prompts x up to 6 completions: batches larger than generation_batch_size, every kept group trained
+    "schedule-fixed-prompt-budget-filtering": ({**RAMP, "group_size_budget": "prompts", **FILTER}, "grpo"),
+    # long enough for the prompt stream to wrap, where one prompt can lead two adjacent groups
+    "schedule-per-prompt-adaptive-long": ({**PER_PROMPT, "max_steps": 14}, "grpo"),
     "schedule-per-prompt-adaptive-filtering": ({**PER_PROMPT, **FILTER}, "grpo"),
+    "mask-truncated-completions-filtering": ({"mask_truncated_completions": True, **FILTER}, "grpo"),
     "liger-loss": ({"use_liger_loss": True}, "grpo"),
     "liger-loss-filtering-rank": ({"use_liger_loss": True, **FILTER, "advantage_estimator": "rank"}, "rank"),
     "gradient-accumulation": ({**MICRO_BATCHES, "gradient_accumulation_steps": 3}, "grpo"),
@@ -74,25 +80,15 @@ CASES = {
 }
 
 
-def generation_batch_size(settings):
-    per_device = settings.get("per_device_train_batch_size", 12)
-    steps = settings.get("steps_per_generation") or settings.get("gradient_accumulation_steps", 1)
-    return per_device * steps
-
-
-def filtered_to(settings, processes=1):
-    return generation_batch_size(settings) * processes if settings.get("filter_zero_variance_groups") else None
-
-
-def assert_filtering_was_exercised(records, settings, processes=1):
+def assert_filtering_was_exercised(records):
     """A filtering case proves nothing unless some generated group had zero variance."""
-    groups = [
-        group
-        for index in range(len(records[0]["generations"]))
-        for group in scored_groups([record["generations"][index]["rounds"] for record in records])
-    ]
-    target = generation_batch_size(settings) * processes
-    assert any(len(kept_groups([group], target)) == 0 for group in groups), "no group was ever dropped"
+    groups = [group for index in range(len(records[0]["generations"])) for group in groups_of(records, index)]
+    assert any(not kept_groups([group], math.inf) for group in groups), "no group was ever dropped"
+
+
+def groups_of(records, index):
+    generations = [record["generations"][index] for record in records]
+    return scored_groups([g["rounds"] for g in generations], generations[0].get("group_sizes"))
 
 
 @pytest.mark.parametrize(("settings", "estimator"), list(CASES.values()), ids=list(CASES))
@@ -102,12 +98,12 @@ def test_the_loss_trains_exactly_the_scored_completions_with_their_advantages(tm
     checked = check_trained_on_scored(
         records,
         estimator,
-        filtered_to=filtered_to(settings),
+        filtered=settings.get("filter_zero_variance_groups", False),
         num_iterations=settings.get("num_iterations", 1),
     )
     assert checked > 0
     if settings.get("filter_zero_variance_groups"):
-        assert_filtering_was_exercised(records, settings)
+        assert_filtering_was_exercised(records)
 
 
 def test_trls_own_trainer_meets_the_same_invariants(tmp_path):
@@ -135,7 +131,8 @@ def test_trls_own_trainer_meets_the_same_invariants(tmp_path):
 def test_ragged_groups_reach_the_loss_under_an_adaptive_schedule(tmp_path):
     # Otherwise the schedule cases could pass on TRL's fixed groups alone.
     _, recorder = train(tmp_path, **PER_PROMPT)
-    sizes = {len(group) for g in recorder.generations for group in scored_groups([g["rounds"]])}
+    records = [{"generations": recorder.generations}]
+    sizes = {len(group) for index in range(len(recorder.generations)) for group in groups_of(records, index)}
     assert len(sizes) > 1, sizes
 
 
@@ -143,7 +140,9 @@ def test_dynamic_sampling_trains_refilled_completions(tmp_path):
     _, recorder = train(tmp_path, **DYNAMIC, max_steps=4)
     refilled = [g for g in recorder.generations if len(g["rounds"]) > 1]
     assert refilled, "no batch needed a refill round"
-    check_trained_on_scored([{"generations": refilled}], filtered_to=12)
+    check_trained_on_scored([{"generations": refilled}], filtered=True)
+    first_prompts = {row["prompt"] for g in refilled for row in g["rounds"][0]}
+    assert {row["prompt"] for g in refilled for row in g["rounds"][1]} - first_prompts, "refills drew no new prompt"
     later_rounds = {(row["prompt"], tuple(row["completion_ids"])) for g in refilled for row in g["rounds"][1]}
     trained = {(row["prompt"], tuple(row["completion_ids"])) for g in refilled for loss in g["losses"] for row in loss}
     assert later_rounds & trained, "no refilled completion was trained"
@@ -173,6 +172,11 @@ TWO_PROCESS_CASES = {
         "grpo",
     ),
     "per-prompt-adaptive-filtering": ({**PER_PROMPT, **FILTER}, "grpo"),
+    # groups of 3 over 2 processes: an equal share of the kept rows can cut a group
+    "filtering-cut-group": (
+        {"num_generations": 3, "per_device_train_batch_size": 3, "max_steps": 6, **FILTER},
+        "grpo",
+    ),
     "steps-per-generation-iterations-rloo": (
         {
             **MICRO_BATCHES,
@@ -188,17 +192,21 @@ TWO_PROCESS_CASES = {
 
 @pytest.mark.parametrize(("settings", "estimator"), list(TWO_PROCESS_CASES.values()), ids=list(TWO_PROCESS_CASES))
 def test_each_of_two_processes_trains_its_own_scored_rows(tmp_path, settings, estimator):
-    import json
-
     _, records = launching.run_script("train_recorded.py", tmp_path, "--settings", json.dumps(settings), processes=2)
     checked = check_trained_on_scored(
         records,
         estimator,
-        filtered_to=filtered_to(settings, processes=2),
+        filtered=settings.get("filter_zero_variance_groups", False),
         num_iterations=settings.get("num_iterations", 1),
     )
     assert checked > 0
     for record in records:  # both ranks trained rows (their own share), not one rank all of them
         assert any(loss for generation in record["generations"] for loss in generation["losses"])
     if settings.get("filter_zero_variance_groups"):
-        assert_filtering_was_exercised(records, settings, processes=2)
+        assert_filtering_was_exercised(records)
+    if settings.get("num_generations", 4) % 2:  # the equal shares did cut a kept group somewhere
+        kept = [
+            sum(map(len, kept_groups(groups_of(records, i), math.inf))) for i in range(len(records[0]["generations"]))
+        ]
+        trained = [sum(len(loss) for r in records for loss in r["generations"][i]["losses"]) for i in range(len(kept))]
+        assert any(t < k for t, k in zip(trained, kept, strict=True)), (kept, trained)

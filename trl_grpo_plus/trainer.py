@@ -174,7 +174,7 @@ class GRPOTrainer(trl.GRPOTrainer):
             inputs = self._planned_inputs()
         if mode == "train" and self.filter_zero_variance_groups:
             return self._generate_and_score_kept_groups(inputs)
-        with self._ragged_groups_for_trl():
+        with self._ragged_groups_for_trl(mode == "train" and self._plan is not None):
             output = super()._generate_and_score_completions(inputs)
         rewards_per_func = self._last_rewards_per_func
         group_ids = self._group_ids(len(rewards_per_func), mode)
@@ -212,10 +212,10 @@ class GRPOTrainer(trl.GRPOTrainer):
             self._metrics["train"][key].append(value)
 
     @contextlib.contextmanager
-    def _ragged_groups_for_trl(self) -> Iterator[None]:
+    def _ragged_groups_for_trl(self, ragged: bool) -> Iterator[None]:
         # TRL's own advantages and zero-std metric reshape rows into groups of num_generations, which ragged groups
         # need not fill. We replace both, so TRL may as well see groups of one while it scores.
-        if self._plan is None or not self.model.training:
+        if not ragged:
             yield
             return
         saved, self.num_generations = self.num_generations, 1
@@ -255,19 +255,19 @@ class GRPOTrainer(trl.GRPOTrainer):
     # --- zero-variance filtering and dynamic sampling ---------------------------------------------------------
 
     def _generate_and_score_kept_groups(self, inputs):
+        rollouts = self._roll_out(inputs, first_group=0)
+        # The batch is full when the kept groups hold as many completions as its first round: generation_batch_size,
+        # or a schedule's planned batch, which with a fixed number of prompts can be larger.
         pool = KeptPool(
-            target_rows=self.args.generation_batch_size,
+            target_rows=len(rollouts),
             num_reward_funcs=len(self.reward_funcs),
             tolerance=self.args.zero_variance_tolerance,
         )
-        batch, next_group = inputs, 0
         while True:
-            rollouts = self._roll_out(batch, first_group=next_group)
-            next_group = int(rollouts.group_ids.max()) + 1
             pool.add(rollouts, self.reward_weights)
             if pool.full or not self.args.dynamic_sampling or pool.rounds >= self.args.max_sampling_rounds:
                 break
-            batch = self._next_refill_batch()
+            rollouts = self._roll_out(self._next_refill_batch(), first_group=int(rollouts.group_ids.max()) + 1)
         if self._plan is not None:  # dynamic sampling is refused with schedules: one round, the planned one
             self._record_plan(pool.generated[0].rewards_per_func)
 
@@ -288,7 +288,8 @@ class GRPOTrainer(trl.GRPOTrainer):
         self._replay = _Replay(local.rows, kept.rewards_per_func[:used])
         self._pending_extra_logs.update(self._replay.extra_logs)
         try:
-            with self._ragged_groups_for_trl():
+            # The kept groups need not fill TRL's groups of num_generations (an equal share per process can cut one)
+            with self._ragged_groups_for_trl(True):
                 output = super()._generate_and_score_completions([row["input"] for row in local.rows])
         finally:
             self._replay = None

@@ -7,6 +7,7 @@ Run with `python` or `accelerate launch --multi_gpu --num_processes 2` (gloo on 
 """
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,7 +30,12 @@ def length_bonus(completions, **kwargs):
     return [len(c) / 8 for c in completions]
 
 
-def train(trainer_cls, config_cls, output_dir, **overrides):
+def text_hash(completions, **kwargs):
+    """A reward that differs between any two distinct completions: no group of distinct completions is zero-variance."""
+    return [int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
+
+
+def train(trainer_cls, config_cls, output_dir, reward_funcs=(digit_share, length_bonus), **overrides):
     tokenizer = tiny_tokenizer()
     # Three groups of 4 per generation batch, so group, batch and no reward scaling all differ.
     settings = tiny_grpo_settings(
@@ -41,7 +47,7 @@ def train(trainer_cls, config_cls, output_dir, **overrides):
     tiny_model(tokenizer).save_pretrained(model_dir)
     trainer = trainer_cls(
         model=str(model_dir),
-        reward_funcs=[digit_share, length_bonus],
+        reward_funcs=list(reward_funcs),
         args=config_cls(**settings),
         train_dataset=tiny_prompt_dataset(64),
         processing_class=tokenizer,

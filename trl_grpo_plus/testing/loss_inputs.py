@@ -11,6 +11,8 @@ advantage its reward earns. Records are plain JSON, so a multi-process run can w
     recorder.attach(trainer)
     trainer.train()
     recorder.generations  # [{"step", "rounds": [[scored row, ...], ...], "losses": [[loss row, ...], ...]}]
+
+Under a group-size schedule a generation also holds the planned `group_sizes`, in order.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ class TrainingRecorder:
             if self._trainer is not None and self._trainer.model.training:
                 self.generations[-1]["rounds"].append(
                     [
-                        {"prompt": prompt, "completion_ids": list(ids), "reward": math.nan if r is None else float(r)}
+                        {
+                            "prompt": prompt,
+                            "completion_ids": self._unpadded(ids),
+                            "reward": math.nan if r is None else float(r),
+                        }
                         for prompt, ids, r in zip(prompts, completion_ids, rewards, strict=True)
                     ]
                 )
@@ -64,21 +70,34 @@ class TrainingRecorder:
 
         trainer._generate_and_score_completions = recording_generate_and_score
         trainer._compute_loss = recording_compute_loss
+        planner = getattr(trainer, "group_size_planner", None)
+        if planner is not None:  # under a schedule, record the planned group sizes: adjacent groups may share a prompt
+            plan = planner.plan
+
+            def recording_plan(step):
+                batch = plan(step)
+                self.generations[-1]["group_sizes"] = list(batch.sizes)
+                return batch
+
+            planner.plan = recording_plan
+
+    def _unpadded(self, ids) -> list[int]:
+        """Token ids without trailing padding (TRL right-pads completions; the pad token may also end one)."""
+        ids = list(ids)
+        while ids and ids[-1] == self.tokenizer.pad_token_id:
+            ids.pop()
+        return ids
 
     def _loss_rows(self, inputs: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
-        for prompt_ids, prompt_mask, completion_ids, completion_mask, advantage in zip(
-            inputs["prompt_ids"],
-            inputs["prompt_mask"],
-            inputs["completion_ids"],
-            inputs["completion_mask"],
-            inputs["advantages"],
-            strict=True,
+        for prompt_ids, prompt_mask, completion_ids, advantage in zip(
+            inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"], inputs["advantages"], strict=True
         ):
             rows.append(
                 {
                     "prompt": self.tokenizer.decode(prompt_ids[prompt_mask.bool()], skip_special_tokens=True),
-                    "completion_ids": completion_ids[completion_mask.bool()].tolist(),
+                    # the padding stripped, not the mask applied: mask_truncated_completions zeroes whole masks
+                    "completion_ids": self._unpadded(completion_ids.tolist()),
                     "advantage": advantage.item(),
                 }
             )
