@@ -1,6 +1,6 @@
 """trl-grpo-plus: a plugin-extensible, drop-in replacement for TRL's GRPO trainer."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .config import GRPOConfig
 from .errors import DuplicateComponentError, PluginError, RewardFunctionError, UnknownComponentError

@@ -7,60 +7,9 @@ parameters, set per run with ``GRPOConfig.reward_kwargs={"<name>": {...}}``.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
+from ..answers import completion_text, extract_final_answer
 from ..hookspecs import hookimpl
-
-# A number as people write answers: optional sign and dollar sign, thousands separators, decimals.
-_NUMBER = re.compile(r"-?\$?\s?-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
-_FINAL_MARKER = "####"
-_ANSWER_TAGS = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-
-
-def completion_text(completion) -> str:
-    """The text of a completion, standard (a string) or conversational (a list of messages: the last one's content)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion:
-        content = completion[-1].get("content", "")
-        if isinstance(content, list):  # content blocks
-            return "".join(block.get("text", "") for block in content if isinstance(block, dict))
-        return content or ""
-    return ""
-
-
-def parse_number(text: str) -> Decimal | None:
-    """The value of a written number such as ``"$1,234.50"`` or ``"-3"``, ignoring units; ``None`` if none."""
-    cleaned = text.replace("$", "").replace(",", "").replace(" ", "")
-    try:
-        return Decimal(cleaned).normalize()
-    except InvalidOperation:
-        return None
-
-
-def extract_final_answer(text: str) -> Decimal | None:
-    """The final numeric answer of a GSM8K-style text.
-
-    Looks, in order, after the last ``####`` marker, inside the last ``<answer>`` tags or ``\\boxed{}``, and
-    finally takes the last number anywhere in the text. Returns ``None`` when there is no number.
-    """
-    for region, answer_comes_first in _answer_regions(text):
-        numbers = _NUMBER.findall(region)
-        if numbers:
-            return parse_number(numbers[0] if answer_comes_first else numbers[-1])
-    return None
-
-
-def _answer_regions(text: str):
-    # After "####" the answer comes first ("#### 72 dollars. Done in 2 steps"); elsewhere the final number counts.
-    if _FINAL_MARKER in text:
-        yield text.rsplit(_FINAL_MARKER, 1)[1], True
-    for pattern in (_ANSWER_TAGS, _BOXED):
-        matches = pattern.findall(text)
-        if matches:
-            yield matches[-1], False
-    yield text, False
 
 
 def accuracy(completions, answer=None, solution=None, **kwargs) -> list[float | None]:
