@@ -2,9 +2,9 @@
 
 Trains the same small model on the same prompts twice in one process, without and with
 `filter_zero_variance_groups`. Exactly half of every generation batch's prompts are "dead" (every completion gets
-the same reward), the other half get rewards that differ between completions. Reports, per optimizer step, wall time,
-time in the loss phase (policy forward + backward + optimizer, i.e. everything but generation and scoring) and the
-number of sequences that enter the policy's forward pass, and the filtered/unfiltered ratios. Writes JSON.
+the same reward), the other half get rewards that differ between completions. Reports, per optimizer step, wall time
+(the whole step, optimizer update included), time in the loss phase (policy forward + backward + optimizer, i.e.
+everything but generation and scoring) and the number of sequences that enter the policy's gradient forward pass, and the filtered/unfiltered ratios. Writes JSON.
 
     python benchmarks/filtering.py                      # -> benchmarks/results/filtering.json
     python benchmarks/filtering.py --steps 4 --hidden-size 128   # quicker
@@ -27,6 +27,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_tokenizer  # noqa: E402
@@ -48,26 +49,33 @@ def prompts(num_prompts: int, prompt_length: int) -> Dataset:
     )
 
 
+class StepTimer(TrainerCallback):
+    """Times whole optimizer steps, from `on_step_begin` to `on_step_end`: generation, scoring, every micro-batch's
+    forward and backward, gradient clipping and the optimizer update."""
+
+    def __init__(self) -> None:
+        self.step_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_seconds.append(time.perf_counter() - self._start)
+
+
 class TimedTrainer(GRPOTrainer):
-    """Records the time of each training step and of the generation (and scoring) inside it."""
+    """Records the time spent generating and scoring (with reference/old log-probs) at each optimizer step."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.step_seconds, self.generation_seconds = [], []
+        self.generation_seconds: list[float] = []
 
-    def training_step(self, model, inputs, num_items_in_batch):
-        self._generation_time = 0.0
+    def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        self.step_seconds.append(time.perf_counter() - start)
-        self.generation_seconds.append(self._generation_time)
-        return loss
-
-    def _prepare_inputs(self, generation_batch):
-        start = time.perf_counter()
-        inputs = super()._prepare_inputs(generation_batch)
-        self._generation_time += time.perf_counter() - start
-        return inputs
+        output = super()._generate_and_score_completions(inputs)
+        self.generation_seconds.append(time.perf_counter() - start)
+        return output
 
 
 def run(filtering: bool, cli: argparse.Namespace, output_dir: str) -> dict:
@@ -99,6 +107,8 @@ def run(filtering: bool, cli: argparse.Namespace, output_dir: str) -> dict:
             sequences[-1] += kwargs["input_ids"].size(0)
 
     trainer.model.register_forward_pre_hook(count, with_kwargs=True)
+    timer = StepTimer()
+    trainer.add_callback(timer)
     original_step = trainer.training_step
 
     def counted_step(*args, **kwargs):
@@ -109,7 +119,7 @@ def run(filtering: bool, cli: argparse.Namespace, output_dir: str) -> dict:
     torch.manual_seed(0)
     trainer.train()
     measured = slice(cli.warmup, None)  # the first step pays one-off costs
-    steps = trainer.step_seconds[measured]
+    steps = timer.step_seconds[measured]
     loss_phase = [s - g for s, g in zip(steps, trainer.generation_seconds[measured])]
     dropped = [
         log["filter/frac_groups_dropped"] for log in trainer.state.log_history if "filter/frac_groups_dropped" in log
