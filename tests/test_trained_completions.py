@@ -80,6 +80,14 @@ CASES = {
 }
 
 
+def assert_trained_on_scored(records, settings, estimator):
+    filtered = settings.get("filter_zero_variance_groups", False)
+    num_iterations = settings.get("num_iterations", 1)
+    assert check_trained_on_scored(records, estimator, filtered=filtered, num_iterations=num_iterations) > 0
+    if filtered:
+        assert_filtering_was_exercised(records)
+
+
 def assert_filtering_was_exercised(records):
     """A filtering case proves nothing unless some generated group had zero variance."""
     groups = [group for index in range(len(records[0]["generations"])) for group in groups_of(records, index)]
@@ -94,16 +102,7 @@ def groups_of(records, index):
 @pytest.mark.parametrize(("settings", "estimator"), list(CASES.values()), ids=list(CASES))
 def test_the_loss_trains_exactly_the_scored_completions_with_their_advantages(tmp_path, settings, estimator):
     _, recorder = train(tmp_path, **settings)
-    records = [{"generations": recorder.generations}]
-    checked = check_trained_on_scored(
-        records,
-        estimator,
-        filtered=settings.get("filter_zero_variance_groups", False),
-        num_iterations=settings.get("num_iterations", 1),
-    )
-    assert checked > 0
-    if settings.get("filter_zero_variance_groups"):
-        assert_filtering_was_exercised(records)
+    assert_trained_on_scored([{"generations": recorder.generations}], settings, estimator)
 
 
 def test_trls_own_trainer_meets_the_same_invariants(tmp_path):
@@ -193,17 +192,9 @@ TWO_PROCESS_CASES = {
 @pytest.mark.parametrize(("settings", "estimator"), list(TWO_PROCESS_CASES.values()), ids=list(TWO_PROCESS_CASES))
 def test_each_of_two_processes_trains_its_own_scored_rows(tmp_path, settings, estimator):
     _, records = launching.run_script("train_recorded.py", tmp_path, "--settings", json.dumps(settings), processes=2)
-    checked = check_trained_on_scored(
-        records,
-        estimator,
-        filtered=settings.get("filter_zero_variance_groups", False),
-        num_iterations=settings.get("num_iterations", 1),
-    )
-    assert checked > 0
+    assert_trained_on_scored(records, settings, estimator)
     for record in records:  # both ranks trained rows (their own share), not one rank all of them
         assert any(loss for generation in record["generations"] for loss in generation["losses"])
-    if settings.get("filter_zero_variance_groups"):
-        assert_filtering_was_exercised(records)
     if settings.get("num_generations", 4) % 2:  # the equal shares did cut a kept group somewhere
         kept = [
             sum(map(len, kept_groups(groups_of(records, i), math.inf))) for i in range(len(records[0]["generations"]))
