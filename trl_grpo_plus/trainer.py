@@ -149,11 +149,6 @@ class GRPOTrainer(trl.GRPOTrainer):
 
     # --- advantages -------------------------------------------------------------------------------------------
 
-    def _generate(self, prompts):
-        if self._replay is not None:  # the kept completions, exactly as generated and scored before filtering
-            return self._replay.generation
-        return super()._generate(prompts)
-
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if self._replay is not None:  # already scored before filtering
             return self._replay.rewards_per_func
@@ -296,6 +291,11 @@ class GRPOTrainer(trl.GRPOTrainer):
         self._set_advantages(output, advantages[:used])
         self._log_generated_rewards(pool.all_generated(), replace_trl_values=True)
         return output
+
+    def _generate(self, prompts):
+        if self._replay is not None:  # the kept completions, exactly as generated and scored before filtering
+            return self._replay.generation
+        return super()._generate(prompts)
 
     def _roll_out(self, inputs: list[dict[str, Any]], first_group: int) -> Rollouts:
         """Generate and score one generation batch; returns every process's completions, in global order."""
