@@ -3,7 +3,7 @@
 The policy is simulated so the comparison is about allocation alone and runs in seconds on a CPU: each prompt i is a
 Bernoulli "solve" with probability sigmoid(theta_i), and a GRPO step moves theta_i along the policy gradient
 sum_j A_j (y_j - p_i) with the advantages A of the real `grpo` estimator. Batches are planned by the real planner and
-schedules (`trl_grpo_plus.planner`, the built-in `schedules` plugin), exactly as in the trainer. A third of the
+schedules (`trl_grpo_plus.group_size_planning`, the built-in `schedules` plugin), exactly as in the trainer. A third of the
 prompts are always solved (theta 5), a third never (theta -7), a third sometimes (theta uniform in [-3, 1]).
 
 Reported per schedule, averaged over seeds, with ratios to `constant` from the same run:
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from trl_grpo_plus.advantages import AdvantageEstimator
-from trl_grpo_plus.group_sizes import GroupSizeSchedule
-from trl_grpo_plus.groups import group_spread
-from trl_grpo_plus.planner import GroupSizePlanner
-from trl_grpo_plus.plugins import build_plugin_manager
+from trl_grpo_plus.advantage_estimation import AdvantageEstimator
+from trl_grpo_plus.group_size_planning import GroupSizeSchedule
+from trl_grpo_plus.ragged_groups import group_spread
+from trl_grpo_plus.group_size_planning import GroupSizePlanner
+from trl_grpo_plus.plugin_manager import build_plugin_manager
 from trl_grpo_plus.registry import get_registry
 
 SCHEDULES = ("constant", "per_prompt_adaptive", "adaptive_zero_variance")
@@ -44,11 +44,11 @@ def initial_logits(num_prompts: int, generator: torch.Generator) -> torch.Tensor
 
 def run(schedule_name: str, seed: int, cli: argparse.Namespace) -> dict:
     registry = get_registry(build_plugin_manager(load_entrypoints=False))
-    estimator = AdvantageEstimator("grpo", registry.advantage_estimators)
+    estimator = AdvantageEstimator.resolve("grpo", registry.advantage_estimators)
     generator = torch.Generator().manual_seed(seed)
     logits = initial_logits(cli.prompts, generator)
     planner = GroupSizePlanner(
-        GroupSizeSchedule(schedule_name, registry.group_size_schedules),
+        GroupSizeSchedule.resolve(schedule_name, registry.group_size_schedules),
         [{"prompt": str(i)} for i in range(cli.prompts)],
         completions=cli.budget,
         num_prompts=None,

@@ -87,8 +87,8 @@ import trl_grpo_plus
 from trl_grpo_plus.default_plugins.rewards import accuracy
 from trl_grpo_plus.demo import DemoSettings, answer_format, count_generated_completions, demo_model
 from trl_grpo_plus.evaluation import greedy_pass_at_1
-from trl_grpo_plus.warm_start import supervised_warm_start
-from trl_grpo_plus.word_problems import prompt, word_problem_tokenizer, word_problems
+from trl_grpo_plus.demo.warm_start import supervised_warm_start
+from trl_grpo_plus.demo.word_problems import prompt, word_problem_tokenizer, word_problems
 
 STORIES260K = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K"
 

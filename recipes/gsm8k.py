@@ -34,10 +34,10 @@ Evaluation only (no training), on the first 200 test problems:
 from transformers import AutoTokenizer
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
-from trl_grpo_plus import GRPOConfig, GRPOTrainer
+from trl_grpo_plus import GRPOConfig, GRPOTrainer, UnknownComponentError
 from trl_grpo_plus.evaluation import evaluate_trainer, report_table, write_report
 from trl_grpo_plus.gsm8k import GSM8KScriptArguments, as_prompts, load_gsm8k
-from trl_grpo_plus.parsing import TrlParser
+from trl_grpo_plus.trl_parser import TrlParser
 
 parser = TrlParser((GSM8KScriptArguments, GRPOConfig, ModelConfig))
 script_args, training_args, model_args = parser.parse_args_and_config()
@@ -75,14 +75,20 @@ train_dataset = as_prompts(train_dataset, tokenizer, script_args.system_prompt)
 if evaluate:
     test_dataset = as_prompts(test_dataset, tokenizer, script_args.system_prompt)
 
-# Reward names are resolved here, before the model is loaded; an unknown name says which plugin to install.
-trainer = GRPOTrainer(
-    model=model_args.model_name_or_path,
-    args=training_args,
-    train_dataset=train_dataset,
-    processing_class=tokenizer,
-    peft_config=get_peft_config(model_args),
-)
+# Reward names are resolved here, before the model is loaded. This repository's own plugins ship as separate
+# distributions; an unknown name among their rewards says which one to install.
+try:
+    trainer = GRPOTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+except UnknownComponentError as error:
+    if not str(error).startswith("Unknown reward function 'math_verify'"):
+        raise
+    raise UnknownComponentError(f"{error} It comes with pip install ./plugins/trl-grpo-plus-math") from None
 trainer.accelerator.print(trainer.describe_plugins())
 
 eval_settings = dict(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trl_grpo_plus.default_plugins import advantages as builtin
-from trl_grpo_plus.groups import GroupLayout, group_spread, nanstd, total_reward
+from trl_grpo_plus.ragged_groups import GroupLayout, group_spread, nanstd, total_reward
 
 NAN = math.nan
 ONE_REWARD = torch.ones(1)

@@ -5,7 +5,7 @@ import torch
 from readme_examples import readme_plugin
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer, PluginError, UnknownComponentError, get_registry, hookimpl
-from trl_grpo_plus.advantages import AdvantageEstimator
+from trl_grpo_plus.advantage_estimation import AdvantageEstimator
 from trl_grpo_plus.default_plugins import advantages as builtin
 from trl_grpo_plus.testing import tiny_grpo_config, tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
@@ -139,7 +139,7 @@ def test_a_broken_estimator_fails_at_start_up_naming_itself_and_its_plugin(
 
 
 def test_the_estimator_output_is_checked_on_every_call(plugin_manager):
-    estimator = AdvantageEstimator("grpo", get_registry(plugin_manager).advantage_estimators)
+    estimator = AdvantageEstimator.resolve("grpo", get_registry(plugin_manager).advantage_estimators)
     estimator.func = lambda rewards_per_func, reward_weights, group_ids: torch.zeros(len(group_ids) + 1)
     with pytest.raises(PluginError, match="returned \\(5,\\) for 4 completions"):
         estimator(torch.zeros(4, 1), torch.ones(1), torch.zeros(4, dtype=torch.long))

@@ -8,9 +8,9 @@ import torch
 
 from trl_grpo_plus import hookimpl
 from trl_grpo_plus.errors import PluginError, UnknownComponentError
-from trl_grpo_plus.group_sizes import BatchRecord, GroupSizeRequest, GroupSizeSchedule, ScheduleHistory, even_sizes
-from trl_grpo_plus.planner import GroupSizePlanner, PromptStream
+from trl_grpo_plus.group_size_planning import GroupSizePlanner, GroupSizeSchedule, PromptStream
 from trl_grpo_plus.registry import get_registry
+from trl_grpo_plus.schedule_requests import BatchRecord, GroupSizeRequest, ScheduleHistory, even_sizes
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def request(step=0, completions=16, num_prompts=None, num_generations=4, history
 
 
 def sizes_at(schedules, name, options, **request_fields):
-    return GroupSizeSchedule(name, schedules, options)(request(**request_fields))
+    return GroupSizeSchedule.resolve(name, schedules, options)(request(**request_fields))
 
 
 # --- splitting a budget ------------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_step_changes_size_at_each_milestone(schedules):
 
 
 def test_adaptive_zero_variance_raises_the_size_while_most_groups_carry_no_signal(schedules):
-    schedule = GroupSizeSchedule("adaptive_zero_variance", schedules, {"change": 2})
+    schedule = GroupSizeSchedule.resolve("adaptive_zero_variance", schedules, {"change": 2})
     history = ScheduleHistory()
     assert schedule(request(history=history, completions=64)) == [4] * 16
     sizes = []
@@ -103,7 +103,7 @@ def test_adaptive_zero_variance_raises_the_size_while_most_groups_carry_no_signa
 
 
 def test_adaptive_zero_variance_stays_within_its_bounds(schedules):
-    schedule = GroupSizeSchedule("adaptive_zero_variance", schedules, {"min_size": 3, "max_size": 5})
+    schedule = GroupSizeSchedule.resolve("adaptive_zero_variance", schedules, {"min_size": 3, "max_size": 5})
     history = ScheduleHistory()
     seen = []
     for share in [1.0] * 4 + [0.0] * 6:
@@ -152,12 +152,12 @@ def test_per_prompt_adaptive_respects_max_size(schedules):
 
 def test_an_unknown_schedule_lists_the_available_names(schedules):
     with pytest.raises(UnknownComponentError, match="Available group-size schedules: adaptive_zero_variance, "):
-        GroupSizeSchedule("lineer", schedules)
+        GroupSizeSchedule.resolve("lineer", schedules)
 
 
 def test_schedule_options_without_a_schedule_say_none_was_chosen_and_which_takes_them(schedules):
     with pytest.raises(PluginError) as info:
-        GroupSizeSchedule("constant", schedules, {"start": 4, "end": 16, "steps": 200})
+        GroupSizeSchedule.resolve("constant", schedules, {"start": 4, "end": 16, "steps": 200})
     message = str(info.value)
     assert "group_size_schedule is 'constant' (the default when no schedule is chosen)" in message
     assert "'linear', 'cosine' take end, start, steps, e.g. group_size_schedule='linear'" in message
@@ -165,12 +165,12 @@ def test_schedule_options_without_a_schedule_say_none_was_chosen_and_which_takes
 
 def test_options_no_schedule_takes_are_named_with_where_to_look(schedules):
     with pytest.raises(PluginError, match="No installed schedule takes all of them; `trl-grpo-plus plugins`"):
-        GroupSizeSchedule("constant", schedules, {"warm_steps": 5})
+        GroupSizeSchedule.resolve("constant", schedules, {"warm_steps": 5})
 
 
 def test_a_ramp_needs_its_options(schedules):
     with pytest.raises(PluginError, match="needs option 'end', 'start', 'steps'"):
-        GroupSizeSchedule("linear", schedules)
+        GroupSizeSchedule.resolve("linear", schedules)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_a_ramp_needs_its_options(schedules):
 )
 def test_bad_options_are_refused_with_the_reason(schedules, name, options, message):
     with pytest.raises(PluginError, match=message):
-        GroupSizeSchedule(name, schedules, options)
+        GroupSizeSchedule.resolve(name, schedules, options)
 
 
 def test_a_size_above_the_budget_names_the_schedule_and_step(schedules):
@@ -214,7 +214,7 @@ def test_answers_outside_the_contract_are_refused(register_plugin, plugin_manage
             register(lambda request: answer, name="broken")
 
     register_plugin(Plugin, "broken_plugin")
-    schedule = GroupSizeSchedule("broken", get_registry(plugin_manager).group_size_schedules)
+    schedule = GroupSizeSchedule.resolve("broken", get_registry(plugin_manager).group_size_schedules)
     with pytest.raises(PluginError, match=message):
         schedule(request())
 
@@ -249,7 +249,7 @@ def planner(schedule, completions=16, num_prompts=None, num_processes=1, size=10
 
 
 def test_prompts_a_batch_does_not_use_lead_the_next_one(schedules):
-    ramp = planner(GroupSizeSchedule("linear", schedules, {"start": 8, "end": 2, "steps": 1}))
+    ramp = planner(GroupSizeSchedule.resolve("linear", schedules, {"start": 8, "end": 2, "steps": 1}))
     stream = PromptStream(10, seed=0).peek(12)
     first, second = ramp.plan(0), ramp.plan(1)
     assert first.prompts == stream[:2] and first.sizes == [8, 8]
@@ -258,17 +258,17 @@ def test_prompts_a_batch_does_not_use_lead_the_next_one(schedules):
 
 def test_fixed_prompts_pad_the_completions_to_a_multiple_of_the_processes(schedules):
     plan = planner(
-        GroupSizeSchedule("constant", schedules, {"size": 3}), completions=None, num_prompts=3, num_processes=4
+        GroupSizeSchedule.resolve("constant", schedules, {"size": 3}), completions=None, num_prompts=3, num_processes=4
     ).plan(0)
     assert plan.sizes == [4, 4, 4]
     plan = planner(
-        GroupSizeSchedule("constant", schedules, {"size": 3}), completions=None, num_prompts=3, num_processes=2
+        GroupSizeSchedule.resolve("constant", schedules, {"size": 3}), completions=None, num_prompts=3, num_processes=2
     ).plan(0)
     assert plan.sizes == [4, 3, 3]
 
 
 def test_plans_list_every_completions_group_in_order(schedules):
-    plan = planner(GroupSizeSchedule("constant", schedules, {"size": 3})).plan(0)
+    plan = planner(GroupSizeSchedule.resolve("constant", schedules, {"size": 3})).plan(0)
     assert plan.sizes == [3, 3, 3, 3, 4]
     assert plan.group_ids.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 4]
     assert plan.rows == [p for p, n in zip(plan.prompts, plan.sizes) for _ in range(n)]
@@ -278,7 +278,7 @@ def test_plans_list_every_completions_group_in_order(schedules):
 
 
 def test_a_planners_state_round_trips_and_plans_on_identically(schedules):
-    adaptive = GroupSizeSchedule("per_prompt_adaptive", schedules)
+    adaptive = GroupSizeSchedule.resolve("per_prompt_adaptive", schedules)
     original = planner(adaptive)
     for step in range(3):
         plan = original.plan(step)
@@ -292,9 +292,9 @@ def test_a_planners_state_round_trips_and_plans_on_identically(schedules):
 
 
 def test_a_checkpoint_from_another_schedule_is_refused(schedules):
-    state = planner(GroupSizeSchedule("constant", schedules, {"size": 2})).state_dict()
+    state = planner(GroupSizeSchedule.resolve("constant", schedules, {"size": 2})).state_dict()
     with pytest.raises(ValueError, match="trained with group-size schedule 'constant', but this run uses 'linear'"):
-        planner(GroupSizeSchedule("linear", schedules, {"start": 2, "end": 4, "steps": 2})).load_state_dict(state)
+        planner(GroupSizeSchedule.resolve("linear", schedules, {"start": 2, "end": 4, "steps": 2})).load_state_dict(state)
 
 
 def test_history_records_pass_rates_per_prompt_and_zero_variance_per_batch():

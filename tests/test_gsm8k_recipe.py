@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from trl_grpo_plus.demo.word_problems import word_problems
 from trl_grpo_plus.testing import save_tiny_checkpoint
-from trl_grpo_plus.word_problems import word_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "gsm8k.py"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trl_grpo_plus import hookspecs
+from trl_grpo_plus import get_registry, hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = {
@@ -45,6 +45,30 @@ def test_the_readme_documents_no_hook_that_does_not_exist():
 
 
 @pytest.mark.parametrize("name", sorted(HOOKS))
-def test_every_hook_has_a_test_implementing_it(name):
+def test_every_hook_has_its_own_test(name):
+    # datasette's rule: a test named for the hook, implementing it (tests/test_hooks.py)
     sources = [path.read_text() for path in (ROOT / "tests").glob("test_*.py") if path.name != Path(__file__).name]
+    assert any(re.search(rf"^def test_hook_{name}\(", source, flags=re.MULTILINE) for source in sources)
     assert any(re.search(rf"def {name}\(", source) for source in sources)
+
+
+PROTOCOLS = {
+    "reward_functions": hookspecs.RewardFunction,
+    "advantage_estimators": hookspecs.AdvantageEstimatorFunction,
+    "group_size_schedules": hookspecs.GroupSizeScheduleFunction,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PROTOCOLS))
+def test_every_built_in_component_takes_the_arguments_its_protocol_names(kind, plugin_manager):
+    # The Protocols in hookspecs.py state each kind's signature once; the built-ins are held to them.
+    contract = [
+        name
+        for name, parameter in inspect.signature(PROTOCOLS[kind].__call__).parameters.items()
+        if name != "self" and parameter.kind is not parameter.VAR_KEYWORD
+    ]
+    for name, component in get_registry(plugin_manager).kinds()[kind].items():
+        parameters = inspect.signature(component).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        missing = [arg for arg in contract if arg not in parameters and not takes_any]
+        assert not missing, f"{kind} '{name}' does not take {missing}"

@@ -1,6 +1,5 @@
 """`use_liger_loss`: trains like TRL's loss, logs TRL's loss metrics, and refuses what it cannot compute exactly."""
 
-import importlib.util
 
 import launching
 import pytest
@@ -107,10 +106,9 @@ def test_bad_fused_loss_settings_fail_in_the_config(tmp_path, settings, message)
 
 
 def test_the_config_says_how_to_install_liger_when_it_is_missing(tmp_path, monkeypatch):
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *args: None if name == "liger_kernel" else find_spec(name, *args)
-    )
+    import trl_grpo_plus.fused_loss
+
+    monkeypatch.setattr(trl_grpo_plus.fused_loss, "LigerFusedLinearGRPOFunction", None)  # as if its import failed
     with pytest.raises(ImportError, match=r"pip install 'trl-grpo-plus\[liger\]'"):
         tiny_grpo_config(tmp_path, use_liger_loss=True)
 

@@ -266,7 +266,8 @@ def test_liger_luspo_at_token_level_is_not_trls_which_is_why_the_config_refuses_
         use_liger_loss=True,
     )
     ours.importance_sampling_level = "token"
-    ours._fused_loss = FusedGRPOLoss(dataclasses.replace(ours._fused_loss.settings, importance_sampling_level="token"))
+    settings = dataclasses.replace(ours.fused_loss.loss.settings, importance_sampling_level="token")
+    ours.fused_loss.loss = FusedGRPOLoss(settings)
     inputs = micro_batch(reference)
     ref_loss, _, _ = loss_gradients_metrics(reference, inputs)
     our_loss, _, _ = loss_gradients_metrics(ours, inputs)

@@ -1,8 +1,12 @@
 """How plugins register components, and the errors a bad registration gives."""
 
+from pathlib import Path
+
 import pytest
 
-from trl_grpo_plus import DuplicateComponentError, UnknownComponentError, get_registry, hookimpl
+import trl_grpo_plus
+from trl_grpo_plus import DuplicateComponentError, UnknownComponentError, build_plugin_manager, get_registry, hookimpl
+from trl_grpo_plus.plugin_manager import PluginInfo
 
 
 def well_named(completions, **kwargs):
@@ -160,7 +164,32 @@ def test_resolving_twice_reports_a_broken_plugin_once(plugin_manager, register_p
     assert len(get_registry(plugin_manager).load_failures) == 1
 
 
-def test_an_unknown_name_of_a_first_party_plugin_says_what_to_install(plugin_manager):
-    # the fixture's manager holds the built-ins only, as if trl-grpo-plus-math were not installed
-    with pytest.raises(UnknownComponentError, match=r"pip install \./plugins/trl-grpo-plus-math"):
-        get_registry(plugin_manager).reward_functions.resolve("math_verify")
+def test_the_core_names_no_specific_plugin():
+    # Plugins are found through hooks and entry points; the core must not special-case any of them by name.
+    core = Path(trl_grpo_plus.__file__).parent
+    sources = [path for path in core.rglob("*.py") if "default_plugins" not in path.parts and "demo" not in path.parts]
+    for name in ("math_verify", "trl-grpo-plus-math", "code_tests", "trl-grpo-plus-code"):
+        for literal in (f'"{name}"', f"'{name}'"):  # as a string in code; prose may mention them
+            assert not [path.name for path in sources if literal in path.read_text()], literal
+
+
+def test_a_plugin_cannot_register_on_behalf_of_another(plugin_manager, register_plugin):
+    class Impostor:
+        @hookimpl
+        def register_reward_functions(self, register):
+            register(well_named, _plugin="rewards")
+
+    register_plugin(Impostor(), name="impostor")
+    registry = get_registry(plugin_manager)
+    assert "well_named" not in registry.reward_functions
+    [failure] = registry.load_failures
+    assert failure.plugin.name == "impostor" and isinstance(failure.error, TypeError)
+
+
+def test_a_blocked_plugin_stays_out_even_when_registered_later():
+    manager = build_plugin_manager(load_entrypoints=False, blocked=["advantages"])
+    assert manager.is_blocked("advantages")
+    from trl_grpo_plus.default_plugins import advantages
+
+    assert not manager.register_plugin(advantages, PluginInfo("advantages"))
+    assert len(get_registry(manager).advantage_estimators) == 0

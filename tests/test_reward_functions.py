@@ -5,7 +5,7 @@ import re
 import pytest
 
 from trl_grpo_plus import GRPOTrainer, PluginError, RewardFunctionError, UnknownComponentError, get_registry, hookimpl
-from trl_grpo_plus.reward_functions import AsyncGuardedReward, GuardedReward, resolve_reward_funcs
+from trl_grpo_plus.reward_guard import AsyncGuardedReward, GuardedReward, resolve_reward_funcs
 from trl_grpo_plus.testing import tiny_grpo_config, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
 
@@ -39,7 +39,7 @@ def test_reward_kwargs_reach_the_reward_as_options(plugin_manager):
 
 def test_an_unknown_option_is_refused_listing_the_options(plugin_manager):
     with pytest.raises(
-        PluginError, match="'format' has no option 'tag'. Its options are: answer_tag, pattern, reasoning_tag"
+        PluginError, match="'format' \\(from plugin 'rewards'\\) has no option 'tag'. Its options are: answer_tag, pattern, reasoning_tag"
     ):
         resolve(plugin_manager, ["format"], reward_kwargs={"format": {"tag": "x"}})
 
@@ -47,13 +47,13 @@ def test_an_unknown_option_is_refused_listing_the_options(plugin_manager):
 def test_a_missing_required_option_is_refused_showing_how_to_set_it(plugin_manager):
     with pytest.raises(
         PluginError,
-        match="'overlong_penalty' needs option 'cache_length', 'max_length'. Set it in GRPOConfig.reward_kwargs\\['overlong_penalty'\\]",
+        match="'overlong_penalty' \\(from plugin 'rewards'\\) needs option 'cache_length', 'max_length'. Set it in GRPOConfig.reward_kwargs\\['overlong_penalty'\\]",
     ):
         resolve(plugin_manager, ["overlong_penalty"])
 
 
 def test_an_invalid_option_value_is_refused_before_training(plugin_manager):
-    with pytest.raises(PluginError, match="Bad options for reward function 'overlong_penalty': needs integers"):
+    with pytest.raises(PluginError, match="Bad options for reward function 'overlong_penalty' \\(from plugin 'rewards'\\): needs integers"):
         resolve(
             plugin_manager,
             ["overlong_penalty"],

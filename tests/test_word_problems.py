@@ -3,7 +3,7 @@
 import re
 
 from trl_grpo_plus.default_plugins.rewards import accuracy, extract_final_answer
-from trl_grpo_plus.word_problems import prompt, word_problem_tokenizer, word_problems
+from trl_grpo_plus.demo.word_problems import prompt, word_problem_tokenizer, word_problems
 
 
 def test_answers_are_the_working_then_the_gsm8k_final_answer_marker():

@@ -8,8 +8,10 @@ import torch
 from datasets import Dataset, IterableDataset
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer
-from trl_grpo_plus.filtering import KeptPool, Rollouts, process_share, split_rows, zero_variance_rows
+from trl_grpo_plus.batch_rows import process_share, split_rows
+from trl_grpo_plus.ragged_groups import zero_variance_rows
 from trl_grpo_plus.testing import tiny_grpo_config, tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer
+from trl_grpo_plus.zero_variance_filtering import KeptPool, Rollouts
 
 NAN = math.nan
 

@@ -1,11 +1,11 @@
 """trl-grpo-plus: a plugin-extensible, drop-in replacement for TRL's GRPO trainer."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .config import GRPOConfig
 from .errors import DuplicateComponentError, PluginError, RewardFunctionError, UnknownComponentError
 from .hookspecs import hookimpl
-from .plugins import PluginManager, build_plugin_manager
+from .plugin_manager import PluginManager, build_plugin_manager
 from .registry import Registry, get_registry
 from .trainer import GRPOTrainer
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import trl
 
-from .advantages import TRL_DEFAULT_SETTINGS, TRL_EQUIVALENTS
+from . import advantage_estimation, fused_loss, group_size_planning, reward_guard, zero_variance_filtering
 
 
 @dataclass
@@ -171,27 +170,12 @@ class GRPOConfig(trl.GRPOConfig):
             if "must be divisible by num_generations" not in str(error):
                 raise
             raise ValueError(self._group_split_error()) from None
-        self._check_advantage_options()
-        self._check_filter_options()
-        self._check_group_size_options()
-        self._check_liger_options()
-        if self.reward_plugins is not None:
-            if isinstance(self.reward_plugins, str):  # a YAML scalar
-                self.reward_plugins = [self.reward_plugins]
-            if not all(isinstance(name, str) and name for name in self.reward_plugins):
-                raise ValueError(
-                    f"reward_plugins must be a list of reward names (strings), got {self.reward_plugins!r}."
-                )
-            # Names never hold commas, so "accuracy,format" (as typed on a command line, which otherwise takes
-            # "--reward_plugins accuracy format") means two of them.
-            self.reward_plugins = [n.strip() for name in self.reward_plugins for n in name.split(",") if n.strip()]
-        if self.reward_kwargs is not None and not (
-            isinstance(self.reward_kwargs, dict) and all(isinstance(v, dict) for v in self.reward_kwargs.values())
-        ):
-            raise ValueError(
-                "reward_kwargs must map each reward name to a dict of its options, e.g. "
-                f'{{"overlong_penalty": {{"max_length": 512, "cache_length": 128}}}}; got {self.reward_kwargs!r}.'
-            )
+        # Each feature refuses its own bad settings, in its own module.
+        reward_guard.check_config(self)
+        advantage_estimation.check_config(self)
+        zero_variance_filtering.check_config(self)
+        group_size_planning.check_config(self)
+        fused_loss.check_config(self)
 
     def _group_split_error(self) -> str:
         # TRL states the arithmetic; users need to know which of their settings make up the generation batch.
@@ -207,98 +191,10 @@ class GRPOConfig(trl.GRPOConfig):
             f"num_generations to a divisor of it."
         )
 
-    def _check_advantage_options(self) -> None:
-        if self.advantage_kwargs is not None and not isinstance(self.advantage_kwargs, dict):
-            raise ValueError(
-                f'advantage_kwargs must be a dict of the estimator\'s options, e.g. {{"ddof": 0}}; got '
-                f"{self.advantage_kwargs!r}."
-            )
-        if self.advantage_estimator is not None and not (
-            isinstance(self.advantage_estimator, str) and self.advantage_estimator
-        ):
-            raise ValueError(f"advantage_estimator must be an estimator name, got {self.advantage_estimator!r}.")
-        settings = (self.multi_objective_aggregation, self.scale_rewards)
-        if settings not in TRL_EQUIVALENTS:
-            return  # TRL's own validation reports invalid values of its fields
-        trl_choice = TRL_EQUIVALENTS[settings]
-        if self.advantage_estimator is not None and settings != TRL_DEFAULT_SETTINGS:
-            if self.advantage_estimator != trl_choice:
-                raise ValueError(
-                    f"advantage_estimator={self.advantage_estimator!r} contradicts TRL's "
-                    f"multi_objective_aggregation={settings[0]!r} with scale_rewards={settings[1]!r}, which selects "
-                    f"'{trl_choice}'. Set only one of them: drop scale_rewards / multi_objective_aggregation, or "
-                    f"advantage_estimator."
-                )
-
-    def _check_filter_options(self) -> None:
-        if not isinstance(self.zero_variance_tolerance, (int, float)) or self.zero_variance_tolerance < 0:
-            raise ValueError(
-                f"zero_variance_tolerance must be a number >= 0 (the largest reward spread that still counts as zero "
-                f"variance), got {self.zero_variance_tolerance!r}."
-            )
-        if not isinstance(self.max_sampling_rounds, int) or self.max_sampling_rounds < 1:
-            raise ValueError(
-                f"max_sampling_rounds must be an integer >= 1 (generation rounds per batch, the first included), "
-                f"got {self.max_sampling_rounds!r}."
-            )
-        if self.dynamic_sampling and not self.filter_zero_variance_groups:
-            raise ValueError(
-                "dynamic_sampling refills what zero-variance filtering drops, so it needs "
-                "filter_zero_variance_groups=True. Set both, or neither."
-            )
-
-    def _check_group_size_options(self) -> None:
-        if not isinstance(self.group_size_schedule, str) or not self.group_size_schedule:
-            raise ValueError(f"group_size_schedule must be a schedule name, got {self.group_size_schedule!r}.")
-        if self.group_size_kwargs is not None and not isinstance(self.group_size_kwargs, dict):
-            raise ValueError(
-                f'group_size_kwargs must be a dict of the schedule\'s options, e.g. {{"start": 4, "end": 16, '
-                f'"steps": 200}}; got {self.group_size_kwargs!r}.'
-            )
-        if self.group_size_budget not in ("completions", "prompts"):
-            raise ValueError(
-                f"group_size_budget must be 'completions' (fixed completions per batch) or 'prompts' (fixed prompts "
-                f"per batch), got {self.group_size_budget!r}."
-            )
-        if self.dynamic_sampling and self.group_size_schedule != "constant":
-            raise ValueError(
-                f"dynamic_sampling refills batches with groups of num_generations, which a group-size schedule "
-                f"('{self.group_size_schedule}') does not keep. Use dynamic_sampling or a group-size schedule, not "
-                f"both (filter_zero_variance_groups alone works with schedules)."
-            )
-
-    def _check_liger_options(self) -> None:
-        if (
-            not isinstance(self.liger_chunk_size, int)
-            or isinstance(self.liger_chunk_size, bool)
-            or (self.liger_chunk_size < 1)
-        ):
-            raise ValueError(
-                f"liger_chunk_size must be an integer >= 1 (sequences per chunk of the fused loss), got "
-                f"{self.liger_chunk_size!r}."
-            )
-        if not self.use_liger_loss:
-            if self.liger_chunk_size != 1 or self.liger_compile:
-                raise ValueError(
-                    "liger_chunk_size and liger_compile configure the fused loss, which is off. Set "
-                    "use_liger_loss=True, or drop them."
-                )
-            return
-        if importlib.util.find_spec("liger_kernel") is None:
-            raise ImportError(
-                "use_liger_loss=True needs liger-kernel, which is not installed: pip install 'trl-grpo-plus[liger]'."
-            )
-        conflicts = liger_loss_conflicts(self)
-        if conflicts:
-            raise ValueError(
-                "use_liger_loss=True cannot compute TRL's loss with " + "; ".join(conflicts) + ". Drop that "
-                "setting, or set use_liger_loss=False."
-            )
-
     @property
     def resolved_advantage_estimator(self) -> str:
         """The estimator this config selects: `advantage_estimator`, or the one TRL's own settings amount to."""
-        return resolve_advantage_estimator(self)
+        return advantage_estimation.resolve_estimator_name(self)
 
     def to_dict(self) -> dict[str, Any]:
         # Trackers log this dict as the run config; the estimator in effect belongs in it even when it is implied.
@@ -308,45 +204,15 @@ class GRPOConfig(trl.GRPOConfig):
             "group_size/schedule": self.group_size_schedule,
         }
 
-
-# Loss types for which Liger's fused loss computes TRL's loss exactly (tests/test_liger_loss_parity.py); luspo only
-# in its sequence-level form, see `liger_loss_conflicts`.
-LIGER_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo", "luspo")
-
-
-def liger_loss_conflicts(args: trl.GRPOConfig) -> list[str]:
-    """The settings of `args` that Liger's fused loss cannot honour, each with the reason."""
-    conflicts = []
-    if args.loss_type not in LIGER_LOSS_TYPES:
-        conflicts.append(f"loss_type={args.loss_type!r} (supported: {', '.join(LIGER_LOSS_TYPES)})")
-    if args.loss_type == "luspo" and (
-        args.importance_sampling_level != "sequence" or args.beta != 0.0 or args.use_vllm
-    ):
-        # Liger weights every position of luspo's per-token loss, padding included, where TRL masks them. The two
-        # agree only when that loss is one value per sequence: sequence-level ratios, no KL term, no vLLM ratios.
-        conflicts.append(
-            "loss_type='luspo' unless importance_sampling_level='sequence', beta=0 and no vLLM (Liger's luspo "
-            "counts padded positions when the per-token loss varies along the sequence)"
-        )
-    if args.top_entropy_quantile < 1.0:
-        conflicts.append("top_entropy_quantile < 1 (it needs per-token entropies, which the fused loss never forms)")
-    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
-        conflicts.append("an entropy bonus (entropy_coef / use_adaptive_entropy need per-token entropies)")
-    if args.off_policy_mask_threshold is not None:
-        conflicts.append("off_policy_mask_threshold (Liger's loss has no off-policy sequence mask)")
-    return conflicts
-
-
-def resolve_advantage_estimator(args: trl.GRPOConfig) -> str:
-    """The advantage estimator `args` selects; a plain `trl.GRPOConfig` selects TRL's equivalent."""
-    explicit = getattr(args, "advantage_estimator", None)
-    if explicit is not None:
-        return explicit
-    settings = (args.multi_objective_aggregation, args.scale_rewards)
-    if settings not in TRL_EQUIVALENTS:
-        raise ValueError(
-            f"Unknown TRL advantage settings multi_objective_aggregation={settings[0]!r}, scale_rewards={settings[1]!r}. "
-            f"multi_objective_aggregation must be 'sum_then_normalize' or 'normalize_then_sum'; scale_rewards 'group', "
-            f"'batch' or 'none'."
-        )
-    return TRL_EQUIVALENTS[settings]
+    @classmethod
+    def from_trl(cls, args: trl.GRPOConfig) -> GRPOConfig:
+        """`args` (a plain `trl.GRPOConfig`, already validated by TRL) as our config, every extension option off."""
+        if isinstance(args, cls):
+            return args
+        converted = cls.__new__(cls)
+        converted.__dict__.update(vars(args))
+        for extension in fields(cls):
+            if extension.name not in vars(args):
+                default = extension.default if extension.default is not MISSING else extension.default_factory()
+                setattr(converted, extension.name, default)
+        return converted

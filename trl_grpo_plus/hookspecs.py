@@ -15,10 +15,15 @@ provides. The built-in components are registered through the very same hooks (se
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:
+    import torch
+
+    from .schedule_requests import GroupSizeRequest
 
 PROJECT_NAME = "trl_grpo_plus"
 
@@ -36,12 +41,38 @@ class Register(Protocol):
         """
 
 
+# The one signature of each component kind. Options are extra keyword parameters (a keyword-only one without a
+# default is required), set per run in GRPOConfig's `reward_kwargs` / `advantage_kwargs` / `group_size_kwargs`.
+
+
+class RewardFunction(Protocol):
+    """TRL's reward contract, unchanged: any TRL reward function is a valid component."""
+
+    def __call__(
+        self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]], **kwargs: Any
+    ) -> Sequence[float | None]: ...
+
+
+class AdvantageEstimatorFunction(Protocol):
+    """Advantages `[N]` of a generation batch from its rewards `[N, R]`, reward weights `[R]` and group ids `[N]`."""
+
+    def __call__(
+        self, rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_ids: torch.Tensor, **options: Any
+    ) -> torch.Tensor: ...
+
+
+class GroupSizeScheduleFunction(Protocol):
+    """The group size of each of the first prompts of a `GroupSizeRequest`."""
+
+    def __call__(self, request: GroupSizeRequest, **options: Any) -> list[int]: ...
+
+
 @hookspec
 def register_reward_functions(register: Register) -> None:
     """Register reward functions, selectable by name in `reward_funcs=[...]` or `GRPOConfig.reward_plugins`.
 
-    Call ``register(func, name=None)`` once per reward. ``func`` follows TRL's reward contract unchanged, so any
-    existing TRL reward function can be registered as it is::
+    Call ``register(func, name=None)`` once per reward. ``func`` is a `RewardFunction`: TRL's reward contract
+    unchanged, so any existing TRL reward function can be registered as it is::
 
         func(prompts: list, completions: list, completion_ids: list[list[int]], **kwargs) -> list[float | None]
 
@@ -62,7 +93,7 @@ def register_reward_functions(register: Register) -> None:
 def register_advantage_estimators(register: Register) -> None:
     """Register advantage estimators, selectable by name with ``GRPOConfig.advantage_estimator``.
 
-    Call ``register(estimator, name=None)`` once per estimator. Every estimator shares one signature::
+    Call ``register(estimator, name=None)`` once per estimator. Every estimator is an `AdvantageEstimatorFunction`::
 
         estimator(rewards_per_func: Tensor[N, R], reward_weights: Tensor[R], group_ids: LongTensor[N], **options)
             -> Tensor[N]
@@ -73,7 +104,7 @@ def register_advantage_estimators(register: Register) -> None:
     - ``reward_weights``: float32, TRL's ``reward_weights``, one per reward function.
     - ``group_ids``: int64, the group (prompt) of each completion. Ids are arbitrary integers, not necessarily
       contiguous or sorted, and groups may differ in size (group-size schedules make ragged groups). Never reshape
-      by a fixed group size; ``trl_grpo_plus.groups.GroupLayout`` turns ids into a dense NaN-padded table.
+      by a fixed group size; ``trl_grpo_plus.ragged_groups.GroupLayout`` turns ids into a dense NaN-padded table.
     - ``options``: keyword-only parameters, set by the user in ``GRPOConfig.advantage_kwargs``; a parameter without a
       default is required. An optional ``estimator.validate_options(**options)`` may raise ``ValueError``.
     - Returns float advantages of shape ``[N]``, finite everywhere. The trainer checks this on every call, and once at
@@ -92,11 +123,11 @@ def register_group_size_schedules(register: Register) -> None:
     """Register group-size schedules, selectable by name with ``GRPOConfig.group_size_schedule``.
 
     Call ``register(schedule, name=None)`` once per schedule. A schedule decides, for each generation batch, how many
-    completions each prompt gets. Every schedule shares one signature::
+    completions each prompt gets. Every schedule is a `GroupSizeScheduleFunction`::
 
         schedule(request: GroupSizeRequest, **options) -> list[int]
 
-    - ``request`` (``trl_grpo_plus.group_sizes.GroupSizeRequest``) is asked when the batch is generated, so it
+    - ``request`` (``trl_grpo_plus.schedule_requests.GroupSizeRequest``) is asked when the batch is generated, so it
       reflects every earlier batch: ``step`` (the optimizer step), ``prompts`` (dataset indices of the candidate
       prompts, in data order) and their ``examples`` (dataset rows), ``completions`` (the budget) or ``num_prompts``
       (with ``GRPOConfig.group_size_budget="prompts"``), ``num_generations`` (the configured size), and
@@ -109,6 +140,8 @@ def register_group_size_schedules(register: Register) -> None:
     - ``options``: keyword-only parameters, set by the user in ``GRPOConfig.group_size_kwargs``; a parameter without
       a default is required. An optional ``schedule.validate_options(**options)`` may raise ``ValueError``.
       Raise ``ValueError`` from the schedule when its options cannot size a batch (say, a size above the budget).
+    - An optional ``schedule.fixed_size(num_generations, **options) -> int`` says the schedule always answers that
+      one size; when it equals ``num_generations``, TRL's own sampler lays out the data (the built-in ``constant``).
     - Must be deterministic given the request: every process plans the same batch without communicating, and a
       resumed run (the history is saved in checkpoints) must plan as an uninterrupted one.
 

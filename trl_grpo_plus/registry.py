@@ -1,7 +1,7 @@
 """The registry: components of each kind, by name, as the plugins registered them.
 
-`get_registry()` calls each plugin's registration hooks one plugin at a time, so every component is attributed to
-the plugin that registered it and duplicate names can name both plugins.
+`get_registry()` has pluggy call each plugin's registration hooks one plugin at a time, so every component is
+attributed to the plugin that registered it and duplicate names can name both plugins.
 """
 
 from __future__ import annotations
@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DuplicateComponentError, PluginError, UnknownComponentError
-from .plugins import PluginLoadFailure, PluginManager, build_plugin_manager
-
-# Components of the first-party plugins that ship as separate distributions: an unknown name among them says what to
-# install.
-FIRST_PARTY_COMPONENTS = {"math_verify": "trl-grpo-plus-math"}
+from .plugin_manager import PluginLoadFailure, PluginManager, build_plugin_manager
 
 
 class ComponentRegistry(Mapping[str, Callable[..., Any]]):
@@ -60,12 +56,6 @@ class ComponentRegistry(Mapping[str, Callable[..., Any]]):
         if name in self._components:
             return self._components[name]
         message = f"Unknown {self.kind} '{name}'."
-        if name in FIRST_PARTY_COMPONENTS:
-            distribution = FIRST_PARTY_COMPONENTS[name]
-            message += (
-                f" It comes with the plugin {distribution}, which is not installed (or is blocked): install it, "
-                f"from a checkout of trl-grpo-plus with `pip install ./plugins/{distribution}`."
-            )
         close = difflib.get_close_matches(name, list(self._components), n=1)
         if close:
             message += f" Did you mean '{close[0]}'?"
@@ -124,6 +114,19 @@ _HOOKS = {
 }
 
 
+class _Registration:
+    """The `register` callable one plugin's hook receives: it registers on behalf of that plugin, and only it."""
+
+    def __init__(self, probe: ComponentRegistry, plugin: str) -> None:
+        self._probe = probe
+        self._plugin = plugin
+        self.components: list[tuple[str | None, Callable[..., Any]]] = []
+
+    def __call__(self, component: Callable[..., Any], name: str | None = None) -> None:
+        self._probe.add(component, name, plugin=self._plugin)  # checks now, so the error names this plugin
+        self.components.append((name, component))
+
+
 def get_registry(plugin_manager: PluginManager | None = None) -> Registry:
     """Resolve every component the plugins of `plugin_manager` (default: a fresh one) register.
 
@@ -132,8 +135,10 @@ def get_registry(plugin_manager: PluginManager | None = None) -> Registry:
     contributes nothing, so runs that don't use it go on.
     """
     manager = plugin_manager if plugin_manager is not None else build_plugin_manager()
-    # First pass: each plugin's registrations, kept apart so a plugin broken in any hook contributes to no kind.
-    staged: dict[tuple[str, str], list[tuple[str | None, Callable[..., Any]]]] = {}
+    plugins = dict(manager.list_name_plugin())
+    # First pass: pluggy calls each plugin's hooks on their own (with only the arguments each implementation names),
+    # so every component is attributed to its plugin, and a plugin broken in any hook contributes to no kind.
+    staged: dict[tuple[str, str], _Registration] = {}
     order: list[str] = []
     broken: set[str] = set()
     for kind, (label, hook_name) in _HOOKS.items():
@@ -141,16 +146,10 @@ def get_registry(plugin_manager: PluginManager | None = None) -> Registry:
             plugin = impl.plugin_name
             if plugin not in order:
                 order.append(plugin)
-            calls = staged.setdefault((plugin, kind), [])
-            probe = ComponentRegistry(label, hook_name, manager)
-
-            def register(component, name=None, _probe=probe, _calls=calls, _plugin=plugin):
-                _probe.add(component, name, plugin=_plugin)  # validates now, so the error names this plugin
-                _calls.append((name, component))
-
+            others = [other for name, other in plugins.items() if name != plugin]
+            registration = staged[plugin, kind] = _Registration(ComponentRegistry(label, hook_name, manager), plugin)
             try:
-                # One implementation at a time, with the keyword arguments it asks for, as pluggy would call it.
-                impl.function(**{arg: register for arg in impl.argnames})
+                manager.subset_hook_caller(hook_name, remove_plugins=others)(register=registration)
             except Exception as error:
                 broken.add(plugin)
                 manager.record_failure(manager.info(plugin), error)
@@ -160,6 +159,7 @@ def get_registry(plugin_manager: PluginManager | None = None) -> Registry:
         if plugin in broken:
             continue
         for kind, table in tables.items():
-            for name, component in staged.get((plugin, kind), []):
+            registration = staged.get((plugin, kind))
+            for name, component in registration.components if registration else ():
                 table.add(component, name, plugin=plugin)
     return Registry(**tables, plugin_manager=manager, load_failures=list(manager.load_failures))

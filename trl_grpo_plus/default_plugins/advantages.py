@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from ..groups import GroupLayout, nanstd, total_reward
 from ..hookspecs import hookimpl
+from ..ragged_groups import GroupLayout, nanstd, total_reward
 
 
 def _centered(rewards: torch.Tensor, layout: GroupLayout) -> torch.Tensor:

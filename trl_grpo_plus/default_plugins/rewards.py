@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from ..answers import completion_text, extract_final_answer
 from ..hookspecs import hookimpl
+from ..rewards import completion_text, extract_final_answer
 
 
 def accuracy(completions, answer=None, solution=None, **kwargs) -> list[float | None]:

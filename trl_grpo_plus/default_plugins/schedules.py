@@ -15,8 +15,8 @@ import bisect
 import heapq
 import math
 
-from ..group_sizes import MIN_GROUP_SIZE, GroupSizeRequest
 from ..hookspecs import hookimpl
+from ..schedule_requests import MIN_GROUP_SIZE, GroupSizeRequest
 
 
 def constant(request: GroupSizeRequest, *, size: int | None = None) -> list[int]:
@@ -213,6 +213,8 @@ def _check_per_prompt_adaptive(
 
 
 constant.validate_options = _check_constant
+# Says the size is always the same, so at num_generations the trainer leaves the data layout to TRL's sampler.
+constant.fixed_size = lambda num_generations, size=None: num_generations if size is None else size
 linear.validate_options = _check_ramp
 cosine.validate_options = _check_ramp
 step.validate_options = _check_step

@@ -15,9 +15,7 @@ pytest.importorskip("math_verify", reason="needs `pip install ./plugins/trl-grpo
 from trl_grpo_plus_math import math_verify
 
 from trl_grpo_plus import GRPOTrainer, PluginError, build_plugin_manager, get_registry
-from trl_grpo_plus.answers import extract_final_answer
-from trl_grpo_plus.default_plugins.rewards import accuracy
-from trl_grpo_plus.reward_functions import bind_plugin_reward
+from trl_grpo_plus.rewards import extract_final_answer, score_batch
 from trl_grpo_plus.testing import tiny_grpo_config, tiny_model, tiny_prompt_dataset, tiny_tokenizer
 
 # `../shared` beside the checkout holds the real GSM8K test split.
@@ -163,12 +161,11 @@ def test_bad_options_are_refused_before_training(options, message):
         math_verify.validate_options(**options)
 
 
-def test_the_options_are_accepted_through_reward_kwargs():
-    rewards = get_registry(build_plugin_manager()).reward_functions
-    bound = bind_plugin_reward("math_verify", rewards, {"answer_tag": "final", "extract": "tags"})
-    assert bound.options == {"answer_tag": "final", "extract": "tags"}
+def test_the_options_are_accepted_as_the_trainer_checks_them():
+    options = {"answer_tag": "final", "extract": "tags"}
+    assert score_batch(math_verify, ["<final>72</final>"], solution=["72"], options=options) == [1.0]
     with pytest.raises(PluginError, match="Bad options for reward function 'math_verify'.*'extract'"):
-        bind_plugin_reward("math_verify", rewards, {"extract": "first"})
+        score_batch(math_verify, ["72"], solution=["72"], options={"extract": "first"})
 
 
 def _gsm8k_completions():
@@ -204,6 +201,7 @@ def _gsm8k_completions():
 def test_math_verify_agrees_with_accuracy_on_plain_numbers_for_the_gsm8k_test_split():
     completions, golds = zip(*_gsm8k_completions(), strict=True)
     by_math_verify = math_verify(list(completions), answer=list(golds))
+    accuracy = get_registry(build_plugin_manager()).reward_functions["accuracy"]  # the built-in reward
     by_accuracy = accuracy(list(completions), answer=list(golds))
     disagreements = [
         (completion.rsplit("\n", 1)[-1], gold.rsplit("####", 1)[1], ours, theirs)

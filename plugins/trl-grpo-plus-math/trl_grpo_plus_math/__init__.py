@@ -8,9 +8,9 @@ from decimal import Decimal
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from trl_grpo_plus import hookimpl
-from trl_grpo_plus.answers import completion_text, last_boxed, marked_answer, plain_number
+from trl_grpo_plus.rewards import completion_text, last_boxed, marked_answer, plain_number
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 EXTRACT_CHOICES = ("tags", "boxed", "last")
 

@@ -5,7 +5,8 @@ register plugins without leaking them into other tests.
 
 Environment variables:
 - ``TRL_GRPO_PLUS_DISABLE_PLUGIN_AUTOLOAD=1``: load only the built-in plugins, no entry points.
-- ``TRL_GRPO_PLUS_BLOCK_PLUGINS=a,b``: skip these plugins (entry-point or distribution names).
+- ``TRL_GRPO_PLUS_BLOCK_PLUGINS=a,b``: block these plugins (entry-point or distribution names), with pluggy's
+  `set_blocked`: a blocked plugin is never imported, and registering it later does nothing.
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ class PluginManager(pluggy.PluginManager):
         self.load_failures: list[PluginLoadFailure] = []
 
     def register_plugin(self, plugin: object, info: PluginInfo) -> bool:
-        """Register `plugin`; a plugin that breaks the hook contract is recorded as a load failure, not raised."""
+        """Register `plugin`; a plugin that breaks the hook contract is recorded as a load failure, not raised.
+
+        Returns False when the plugin was not registered: it failed, or it is blocked."""
+        if self.is_blocked(info.name):
+            logger.info("trl_grpo_plus plugin %s is blocked, skipping it", info.describe())
+            return False
         try:
             self.register(plugin, name=info.name)
             self._check_hook_names(plugin)
@@ -128,31 +134,32 @@ def build_plugin_manager(
     Args:
         load_entrypoints: load plugins from the `trl_grpo_plus` entry points; defaults to true unless
             `TRL_GRPO_PLUS_DISABLE_PLUGIN_AUTOLOAD` is set.
-        blocked: plugin names (entry-point or distribution names) to skip, in addition to
-            `TRL_GRPO_PLUS_BLOCK_PLUGINS`.
+        blocked: plugin names (entry-point or distribution names) to block, in addition to
+            `TRL_GRPO_PLUS_BLOCK_PLUGINS`; built-in plugins can be blocked too.
         plugins: extra plugin objects (modules, classes, instances) to register, e.g. from a script or a test.
     """
     manager = PluginManager()
-    blocked = set(blocked or ()) | _env_blocked()
+    for name in set(blocked or ()) | _env_blocked():
+        manager.set_blocked(name)
     for module_name in DEFAULT_PLUGINS:
         info = PluginInfo(module_name.rsplit(".", 1)[-1], PROJECT_NAME.replace("_", "-"), _own_version(), True)
-        if info.name not in blocked:
+        if not manager.is_blocked(info.name):
             manager.register_plugin(importlib.import_module(module_name), info)
     if load_entrypoints is None:
         load_entrypoints = not _autoload_disabled()
     if load_entrypoints:
-        _load_entrypoints(manager, blocked)
+        _load_entrypoints(manager)
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         manager.register_plugin(plugin, PluginInfo(name))
     return manager
 
 
-def _load_entrypoints(manager: PluginManager, blocked: set[str]) -> None:
+def _load_entrypoints(manager: PluginManager) -> None:
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
         info = PluginInfo(entry_point.name, dist.name if dist else None, dist.version if dist else None)
-        if info.name in blocked or info.distribution in blocked:
+        if manager.is_blocked(info.name) or (info.distribution and manager.is_blocked(info.distribution)):
             logger.info("trl_grpo_plus plugin %s is blocked, skipping it", info.describe())
             continue
         if info.name in manager.plugin_infos:

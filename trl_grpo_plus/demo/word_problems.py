@@ -80,7 +80,7 @@ def word_problem_tokenizer():
     """
     from tokenizers import pre_tokenizers
 
-    from .scratch import word_level_tokenizer
+    from ..testing.models import word_level_tokenizer
 
     words = set(NAMES) | set(THINGS) | {str(n) for n in range(LARGEST_NUMBER + 1)} | {"+", "-", "*", "/", "=", "####"}
     for text in (PROMPT, *(story for _, story in STORIES)):

@@ -7,7 +7,6 @@ printed, with a pointer to `--help`.
 
 from __future__ import annotations
 
-
 import trl
 
 

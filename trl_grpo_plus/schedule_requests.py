@@ -1,25 +1,21 @@
-"""Group-size schedules: the request a schedule answers, the history it reads, and the checked call.
+"""What a group-size schedule is asked, and the history it reads: the public API for schedule authors.
 
-A schedule decides, for each generation batch, how many completions each prompt gets. The number of completions
-per batch is fixed (the *budget*, `generation_batch_size`), so a bigger group means fewer prompts; with
-`GRPOConfig.group_size_budget="prompts"` the number of prompts is fixed instead and the completions vary.
-Schedules are registered by name through `register_group_size_schedules`; `trl_grpo_plus.planner` plans batches
-with them, and the trainer asks it for each generation batch.
+A schedule (`trl_grpo_plus.hookspecs.GroupSizeScheduleFunction`) decides, for each generation batch, how many
+completions each prompt gets. The number of completions per batch is fixed (the *budget*, `generation_batch_size`),
+so a bigger group means fewer prompts; with `GRPOConfig.group_size_budget="prompts"` the number of prompts is fixed
+instead and the completions vary. `trl_grpo_plus.group_size_planning` asks the schedule for each generation batch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .errors import PluginError
-from .groups import GroupLayout, group_spread
-from .options import check_options, declared_options
-from .registry import ComponentRegistry
+from .ragged_groups import GroupLayout, group_spread
 
 MIN_GROUP_SIZE = 2  # one completion has nothing to be compared with
 PROMPT_HISTORY_LENGTH = 64  # rewards kept per prompt, the most recent ones
@@ -157,85 +153,3 @@ class GroupSizeRequest:
     def prompt_count(self) -> int:
         """How many prompts a per-prompt schedule sizes: the fixed count, or the budget at `num_generations`."""
         return self.num_prompts if self.num_prompts is not None else self.completions // self.num_generations
-
-
-class GroupSizeSchedule:
-    """A registered schedule bound to its options; every answer is checked against the request."""
-
-    CONTRACT_ARGS = ("request",)
-
-    def __init__(self, name: str, schedules: ComponentRegistry, options: Mapping[str, Any] | None = None) -> None:
-        self.name = name
-        self.func: Callable[..., Sequence[int]] = schedules.resolve(name)
-        self.plugin = schedules.plugin_of(name)
-        if name == "constant" and set(options or {}) - {"size"}:
-            raise PluginError(_options_without_a_schedule(sorted(options), schedules, self.CONTRACT_ARGS))
-        self.options = check_options(
-            self.func,
-            options,
-            contract_args=self.CONTRACT_ARGS,
-            describe=self._describe(),
-            config_field="GRPOConfig.group_size_kwargs",
-        )
-
-    def _describe(self) -> str:
-        return f"Group-size schedule '{self.name}' (from plugin '{self.plugin}')"
-
-    def __call__(self, request: GroupSizeRequest) -> list[int]:
-        """The group size of each of the first `len(result)` prompts of `request`."""
-        try:
-            sizes = self.func(request, **self.options)
-        except ValueError as error:  # the schedule's way of saying its options don't fit this run
-            raise PluginError(
-                f"{self._describe()} cannot size the batch at step {request.step}: {error}. Fix "
-                f"GRPOConfig.group_size_kwargs or the batch size."
-            ) from None
-        except Exception as error:
-            raise PluginError(
-                f"{self._describe()} raised {type(error).__name__}: {error}. Fix the schedule or its options "
-                f"(GRPOConfig.group_size_kwargs); the original traceback is chained above."
-            ) from error
-        return self._checked(list(sizes) if isinstance(sizes, Sequence) else sizes, request)
-
-    def _checked(self, sizes: Any, request: GroupSizeRequest) -> list[int]:
-        where = f"{self._describe()} returned {sizes!r} at step {request.step}"
-        if not isinstance(sizes, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes):
-            raise PluginError(f"{where}; it must return a list of int group sizes, one per prompt it uses.")
-        if not sizes:
-            raise PluginError(f"{where}; it must size at least one prompt.")
-        if min(sizes) < MIN_GROUP_SIZE:
-            raise PluginError(f"{where}: group size {min(sizes)} is below {MIN_GROUP_SIZE}; every group needs two.")
-        if request.num_prompts is not None:
-            if len(sizes) != request.num_prompts:
-                raise PluginError(
-                    f"{where}: {len(sizes)} sizes, but the number of prompts per batch is fixed at "
-                    f"{request.num_prompts} (group_size_budget='prompts'); return one size per prompt."
-                )
-        else:
-            if len(sizes) > len(request.prompts):
-                raise PluginError(f"{where}: {len(sizes)} sizes for {len(request.prompts)} candidate prompts.")
-            if sum(sizes) != request.completions:
-                raise PluginError(
-                    f"{where}: the sizes sum to {sum(sizes)}, but a generation batch holds exactly "
-                    f"{request.completions} completions (generation_batch_size); they must sum to it."
-                )
-        return sizes
-
-    def __repr__(self) -> str:
-        return f"<GroupSizeSchedule {self.name} options={self.options}>"
-
-
-def _options_without_a_schedule(given: list[str], schedules: ComponentRegistry, contract_args) -> str:
-    """The error for schedule options given to 'constant', the schedule in effect when none is chosen."""
-    takers = [name for name in schedules if set(given) <= declared_options(schedules.resolve(name), contract_args)[0]]
-    advice = (
-        f"Choose the schedule they belong to with group_size_schedule: {', '.join(map(repr, takers))} "
-        f"take{'s' if len(takers) == 1 else ''} {', '.join(given)}"
-        if takers
-        else "No installed schedule takes all of them; `trl-grpo-plus plugins` lists the schedules and their options"
-    )
-    return (
-        f"GRPOConfig.group_size_kwargs sets {', '.join(map(repr, given))}, but group_size_schedule is 'constant' "
-        f"(the default when no schedule is chosen), which takes only 'size'. {advice}, e.g. "
-        f"group_size_schedule='{takers[0] if takers else 'linear'}'."
-    )

@@ -66,7 +66,7 @@ class DemoSettings:
 
 def demo_model(tokenizer, seed: int):
     """A 4-layer, 128-wide Qwen2 with random weights: about 1M parameters."""
-    from .scratch import qwen2_from_scratch
+    from ..testing.models import qwen2_from_scratch
 
     return qwen2_from_scratch(
         tokenizer,
@@ -82,7 +82,7 @@ def demo_model(tokenizer, seed: int):
 
 def answer_format(completions, **kwargs):
     """The demo's `format` reward as a plain TRL reward function, for TRL's own trainer."""
-    from .default_plugins.rewards import format as format_reward
+    from ..default_plugins.rewards import format as format_reward
 
     return format_reward(completions, pattern=ANSWER_FORMAT)
 
@@ -129,9 +129,9 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
     from datasets import Dataset
     from transformers import set_seed
 
-    from . import GRPOConfig, GRPOTrainer
-    from .default_plugins.rewards import accuracy
-    from .evaluation import greedy_pass_at_1, report_table, write_report
+    from .. import GRPOConfig, GRPOTrainer
+    from ..default_plugins.rewards import accuracy
+    from ..evaluation import greedy_pass_at_1, report_table, write_report
     from .warm_start import supervised_warm_start
     from .word_problems import prompt, word_problem_tokenizer, word_problems
 

@@ -85,3 +85,14 @@ def group_spread(rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor
     low = torch.where(scorable, table, torch.inf).amin(dim=1)
     spread = torch.where(scorable.sum(dim=1) >= 2, high - low, torch.nan)
     return layout.broadcast(spread)
+
+
+def zero_variance_rows(
+    rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_ids: torch.Tensor, tolerance: float
+) -> torch.Tensor:
+    """True for each row whose group's weighted rewards spread (max - min) by at most `tolerance`.
+
+    Groups with fewer than two scorable rows count as zero-variance too: there is nothing to compare.
+    """
+    spread = group_spread(total_reward(rewards_per_func, reward_weights), group_ids)
+    return ~(spread > tolerance)  # NaN spread (too few scorable rows) compares False, so it is dropped

@@ -1,8 +1,12 @@
-"""Turning what the user passed as `reward_funcs` (callables, plugin names, model ids) into what TRL calls.
+"""The reward feature: what the user passed as `reward_funcs` (callables, plugin names, model ids) turned into
+what TRL calls, each reward guarded.
 
 Plugin names are resolved through the registry and bound to their options from `GRPOConfig.reward_kwargs`; every
 reward callable is wrapped in a guard that names the reward (and its plugin) when it raises or breaks the reward
 contract. Reward models (`nn.Module`) and model ids pass through to TRL unchanged.
+
+TRL seam (see `trainer.py`): `__init__` resolves the rewards before TRL's own `__init__`, so a bad name fails before
+any model loads; TRL then calls the guarded rewards in `_calculate_rewards` as it calls any reward function.
 """
 
 from __future__ import annotations
@@ -11,45 +15,53 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name, is_async_callable
 
+from .components import BoundComponent
 from .errors import PluginError, RewardFunctionError, UnknownComponentError
-from .options import check_options
-from .registry import ComponentRegistry
+
+if TYPE_CHECKING:
+    from .registry import ComponentRegistry
 
 # Arguments TRL passes itself; a reward's other keyword parameters with defaults are its options.
 _CONTRACT_ARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"}
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
-class GuardedReward:
-    """A reward function with bound options, whose failures and contract violations raise one clear error."""
+class GuardedReward(BoundComponent):
+    """A reward function with bound options, whose failures and contract violations raise one clear error.
+
+    Plugin rewards have their options checked against what the function declares; a callable the user passed
+    (`plugin=None`) is called as it is.
+    """
+
+    kind = "Reward function"
+    contract_args = _CONTRACT_ARGS
 
     def __init__(
         self, func: Callable[..., Any], name: str, plugin: str | None = None, options: Mapping[str, Any] | None = None
     ) -> None:
-        self.func = func
-        self.__name__ = name
+        self.__name__ = name  # TRL names rewards (in metrics) by __name__
         self.__wrapped__ = func
-        self.plugin = plugin
-        self.options = dict(options or {})
+        if plugin is None:  # a callable the user passed: its arguments are its own business
+            self.func, self.name, self.plugin, self.options = func, name, None, dict(options or {})
+        else:
+            super().__init__(func, name, plugin, options)
 
-    def _describe(self) -> str:
-        origin = f" (from plugin '{self.plugin}')" if self.plugin else ""
-        return f"Reward function '{self.__name__}'{origin}"
+    @property
+    def config_field(self) -> str:
+        return f"GRPOConfig.reward_kwargs['{self.name}']"
 
     def _call_failed(self, error: Exception) -> RewardFunctionError:
         if self.plugin:
-            fix = f"Fix the reward function or its options (GRPOConfig.reward_kwargs['{self.__name__}'])"
-        else:  # a callable the user passed: reward_kwargs configures plugin rewards only
-            fix = "Fix the reward function, or the arguments bound to it (e.g. with functools.partial)"
+            return RewardFunctionError(self.failed(error))
+        # a callable the user passed: reward_kwargs configures plugin rewards only
         return RewardFunctionError(
-            f"{self._describe()} raised {type(error).__name__}: {error}. {fix}; the original traceback is chained "
-            f"above."
+            self.failed(error, "Fix the reward function, or the arguments bound to it (e.g. with functools.partial)")
         )
 
     def _checked(self, rewards: Any, completions: Sequence[Any]) -> list[float | None]:
@@ -58,18 +70,18 @@ class GuardedReward:
             rewards = rewards.tolist()
         if not isinstance(rewards, Sequence) or isinstance(rewards, (str, bytes)):
             raise RewardFunctionError(
-                f"{self._describe()} returned {type(rewards).__name__}; it must return a list with one float (or "
+                f"{self.describe()} returned {type(rewards).__name__}; it must return a list with one float (or "
                 f"None) per completion."
             )
         if len(rewards) != expected:
             raise RewardFunctionError(
-                f"{self._describe()} returned {len(rewards)} rewards for {expected} completions; it must return "
+                f"{self.describe()} returned {len(rewards)} rewards for {expected} completions; it must return "
                 f"exactly one reward (a float, or None when not applicable) per completion."
             )
         for index, value in enumerate(rewards):
             if value is not None and not isinstance(value, numbers.Real):
                 raise RewardFunctionError(
-                    f"{self._describe()} returned {value!r} ({type(value).__name__}); each reward must be a float, "
+                    f"{self.describe()} returned {value!r} ({type(value).__name__}); each reward must be a float, "
                     f"or None when the reward does not apply to that completion."
                 )
             # TRL stores rewards as float32: beyond its range a finite float becomes inf, and an infinite reward
@@ -78,7 +90,7 @@ class GuardedReward:
                 completion = str(completions[index])
                 completion = completion if len(completion) <= 80 else completion[:77] + "..."
                 raise RewardFunctionError(
-                    f"{self._describe()} returned {value!r} for the completion {completion!r}; rewards must be "
+                    f"{self.describe()} returned {value!r} for the completion {completion!r}; rewards must be "
                     f"finite numbers within float32 range (about ±3.4e38), or None (or NaN) for a completion the "
                     f"reward does not apply to. Fix or clamp the reward."
                 )
@@ -90,9 +102,6 @@ class GuardedReward:
         except Exception as error:
             raise self._call_failed(error) from error
         return self._checked(rewards, kwargs["completions"])
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.__name__} options={self.options}>"
 
 
 class AsyncGuardedReward(GuardedReward):
@@ -114,13 +123,6 @@ def guard(func: Callable[..., Any], name: str, plugin: str | None = None, option
 def bind_plugin_reward(name: str, rewards: ComponentRegistry, options: Mapping[str, Any] | None) -> GuardedReward:
     """The registered reward `name` with its `options`, checked against what the function declares."""
     func = rewards.resolve(name)
-    options = check_options(
-        func,
-        options,
-        contract_args=_CONTRACT_ARGS,
-        describe=f"Reward function '{name}'",
-        config_field=f"GRPOConfig.reward_kwargs['{name}']",
-    )
     return guard(func, name, rewards.plugin_of(name), options)
 
 
@@ -183,3 +185,23 @@ def resolve_reward_funcs(
             f"remove its options."
         )
     return resolved
+
+
+def check_config(args: Any) -> None:
+    """Refuse bad reward settings of a `GRPOConfig` before any model is loaded; reads a comma-separated
+    `reward_plugins` entry as several names."""
+    if args.reward_plugins is not None:
+        if isinstance(args.reward_plugins, str):  # a YAML scalar
+            args.reward_plugins = [args.reward_plugins]
+        if not all(isinstance(name, str) and name for name in args.reward_plugins):
+            raise ValueError(f"reward_plugins must be a list of reward names (strings), got {args.reward_plugins!r}.")
+        # Names never hold commas, so "accuracy,format" (as typed on a command line, which otherwise takes
+        # "--reward_plugins accuracy format") means two of them.
+        args.reward_plugins = [n.strip() for name in args.reward_plugins for n in name.split(",") if n.strip()]
+    if args.reward_kwargs is not None and not (
+        isinstance(args.reward_kwargs, dict) and all(isinstance(v, dict) for v in args.reward_kwargs.values())
+    ):
+        raise ValueError(
+            "reward_kwargs must map each reward name to a dict of its options, e.g. "
+            f'{{"overlong_penalty": {{"max_length": 512, "cache_length": 128}}}}; got {args.reward_kwargs!r}.'
+        )

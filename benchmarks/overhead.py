@@ -1,0 +1,133 @@
+"""Benchmark: what our trainer costs per optimizer step over `trl.GRPOTrainer` when no feature changes the training.
+
+Runs, in one process and interleaved (TRL, ours, ours with each feature named but off its path, TRL, ours, ...),
+the same short training of a small model on CPU, and times every optimizer step (generation, scoring, loss,
+backward, optimizer update). Reports each variant's median step time and its ratio to TRL's median. Variants:
+
+- `trl`: `trl.GRPOTrainer` with `trl.GRPOConfig`, the reference;
+- `defaults`: our trainer, no extension option set (the goal: at most 1.02x);
+- `named_estimator`: `advantage_estimator="grpo"` given explicitly (the estimator hook path);
+- `named_schedule`: `group_size_schedule="constant"` with `size` = `num_generations` (TRL's layout again);
+- `plugin_reward`: the reward named as a plugin reward (bound and guarded) instead of passed as a callable.
+
+    python benchmarks/overhead.py                     # -> benchmarks/results/overhead.json
+    python benchmarks/overhead.py --repeats 2 --steps 4   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import torch  # noqa: E402
+import trl  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+from trl_grpo_plus import GRPOConfig, GRPOTrainer, build_plugin_manager, hookimpl  # noqa: E402
+from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer  # noqa: E402
+
+
+def digit_share(completions, **kwargs):
+    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+
+
+class DigitSharePlugin:
+    @hookimpl
+    def register_reward_functions(self, register):
+        register(digit_share)
+
+
+VARIANTS = {
+    "trl": {},
+    "defaults": {},
+    "named_estimator": {"advantage_estimator": "grpo"},
+    "named_schedule": {"group_size_schedule": "constant", "group_size_kwargs": {"size": 4}},
+    "plugin_reward": {"reward_plugins": ["digit_share"]},
+}
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step, `on_step_begin` to `on_step_end`."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run(variant: str, steps: int, hidden_size: int, output_dir: str) -> list[float]:
+    tokenizer = tiny_tokenizer()
+    settings = tiny_grpo_settings(
+        output_dir, max_steps=steps, max_completion_length=32, per_device_train_batch_size=8, logging_steps=steps
+    )
+    extension = dict(VARIANTS[variant])
+    plugin_reward = extension.pop("reward_plugins", None)
+    model = tiny_model(tokenizer, hidden_size=hidden_size)
+    timer = StepTimer()
+    common = dict(model=model, train_dataset=tiny_prompt_dataset(64), processing_class=tokenizer, callbacks=[timer])
+    if variant == "trl":
+        trainer = trl.GRPOTrainer(reward_funcs=[digit_share], args=trl.GRPOConfig(**settings), **common)
+    else:
+        trainer = GRPOTrainer(
+            reward_funcs=[] if plugin_reward else [digit_share],
+            args=GRPOConfig(**settings, **extension, reward_plugins=plugin_reward),
+            plugin_manager=build_plugin_manager(load_entrypoints=False, plugins=[DigitSharePlugin()]),
+            **common,
+        )
+    trainer.train()
+    return timer.seconds[1:]  # the first step pays one-off costs (allocator warm-up)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # less scheduler noise between interleaved runs
+
+    step_seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            for name in VARIANTS:  # interleaved, so drifts in machine load hit every variant alike
+                step_seconds[name] += run(name, args.steps, args.hidden_size, f"{scratch}/{name}-{repeat}")
+    reference = statistics.median(step_seconds["trl"])
+    results = {
+        name: {
+            "median_step_seconds": statistics.median(seconds),
+            "ratio_to_trl": statistics.median(seconds) / reference,
+            "steps_timed": len(seconds),
+        }
+        for name, seconds in step_seconds.items()
+    }
+    report = {
+        "benchmark": "overhead",
+        "settings": vars(args) | {"output": str(args.output)},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print("| variant | median step (s) | ratio to trl.GRPOTrainer |\n|---|---|---|")
+    for name, result in results.items():
+        print(f"| {name} | {result['median_step_seconds']:.4f} | {result['ratio_to_trl']:.3f}x |")
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
