@@ -72,7 +72,7 @@ class StepTimer(TrainerCallback):
 def run(variant: str, steps: int, hidden_size: int, output_dir: str) -> list[float]:
     tokenizer = tiny_tokenizer()
     settings = tiny_grpo_settings(
-        output_dir, max_steps=steps, max_completion_length=32, per_device_train_batch_size=8, logging_steps=steps
+        output_dir, max_steps=steps, max_completion_length=64, per_device_train_batch_size=16, logging_steps=steps
     )
     extension = dict(VARIANTS[variant])
     plugin_reward = extension.pop("reward_plugins", None)
@@ -95,8 +95,8 @@ def run(variant: str, steps: int, hidden_size: int, output_dir: str) -> list[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "overhead.json")
     args = parser.parse_args()
     torch.set_num_threads(1)  # less scheduler noise between interleaved runs

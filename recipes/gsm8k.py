@@ -86,7 +86,7 @@ try:
         peft_config=get_peft_config(model_args),
     )
 except UnknownComponentError as error:
-    if not str(error).startswith("Unknown reward function 'math_verify'"):
+    if error.name != "math_verify":
         raise
     raise UnknownComponentError(f"{error} It comes with pip install ./plugins/trl-grpo-plus-math") from None
 trainer.accelerator.print(trainer.describe_plugins())

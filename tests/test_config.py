@@ -22,6 +22,11 @@ def test_every_extension_field_has_help_text():
     assert extension == {
         "reward_plugins",
         "reward_kwargs",
+        "reward_timeout",
+        "reward_on_error",
+        "reward_max_failure_share",
+        "reward_max_workers",
+        "reward_policies",
         "advantage_estimator",
         "advantage_kwargs",
         "filter_zero_variance_groups",
@@ -112,3 +117,29 @@ def test_a_generation_batch_that_does_not_split_into_groups_names_the_settings_a
     message = str(error.value)
     assert "holds 6 completions" in message and "num_generations=4" in message
     assert "per_device_train_batch_size=8" in message
+
+
+def test_a_trl_config_becomes_ours_with_every_value_kept_and_the_extensions_off(tmp_path):
+    theirs = trl.GRPOConfig(str(tmp_path), num_generations=4, beta=0.1, **CPU)
+    ours = GRPOConfig.from_trl(theirs)
+    assert isinstance(ours, GRPOConfig)
+    for field in dataclasses.fields(trl.GRPOConfig):
+        assert getattr(ours, field.name) == getattr(theirs, field.name), field.name
+    assert (ours.advantage_estimator, ours.filter_zero_variance_groups, ours.use_liger_loss) == (None, False, False)
+    assert ours.resolved_advantage_estimator == "grpo"
+
+
+@dataclasses.dataclass
+class TeamConfig(trl.GRPOConfig):
+    team: str = "post-training"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.team}/{self.loss_type}"
+
+
+def test_a_users_subclass_of_trls_config_keeps_its_fields_and_methods(tmp_path):
+    ours = GRPOConfig.from_trl(TeamConfig(str(tmp_path), team="rl", **CPU))
+    assert isinstance(ours, TeamConfig) and isinstance(ours, GRPOConfig)
+    assert ours.tag == "rl/dapo" and ours.to_dict()["team"] == "rl"
+    assert ours.group_size_schedule == "constant"

@@ -294,7 +294,9 @@ def test_a_planners_state_round_trips_and_plans_on_identically(schedules):
 def test_a_checkpoint_from_another_schedule_is_refused(schedules):
     state = planner(GroupSizeSchedule.resolve("constant", schedules, {"size": 2})).state_dict()
     with pytest.raises(ValueError, match="trained with group-size schedule 'constant', but this run uses 'linear'"):
-        planner(GroupSizeSchedule.resolve("linear", schedules, {"start": 2, "end": 4, "steps": 2})).load_state_dict(state)
+        planner(GroupSizeSchedule.resolve("linear", schedules, {"start": 2, "end": 4, "steps": 2})).load_state_dict(
+            state
+        )
 
 
 def test_history_records_pass_rates_per_prompt_and_zero_variance_per_batch():

@@ -59,16 +59,32 @@ PROTOCOLS = {
 }
 
 
+def protocol_call(protocol):
+    """The arguments the trainer passes a component of this kind: (positional names, keyword names)."""
+    parameters = [p for name, p in inspect.signature(protocol.__call__).parameters.items() if name != "self"]
+    positional = [p.name for p in parameters if p.kind is p.POSITIONAL_ONLY]
+    keywords = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    return positional, keywords
+
+
 @pytest.mark.parametrize("kind", sorted(PROTOCOLS))
-def test_every_built_in_component_takes_the_arguments_its_protocol_names(kind, plugin_manager):
-    # The Protocols in hookspecs.py state each kind's signature once; the built-ins are held to them.
-    contract = [
-        name
-        for name, parameter in inspect.signature(PROTOCOLS[kind].__call__).parameters.items()
-        if name != "self" and parameter.kind is not parameter.VAR_KEYWORD
-    ]
+def test_every_built_in_component_accepts_the_call_its_protocol_states(kind, plugin_manager):
+    # The Protocols in hookspecs.py state each kind's call once; every built-in accepts exactly that call (plus a
+    # dataset column for rewards), with only its required options added.
+    positional, keywords = protocol_call(PROTOCOLS[kind])
     for name, component in get_registry(plugin_manager).kinds()[kind].items():
-        parameters = inspect.signature(component).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-        missing = [arg for arg in contract if arg not in parameters and not takes_any]
-        assert not missing, f"{kind} '{name}' does not take {missing}"
+        parameters = inspect.signature(component).parameters.values()
+        required_options = {
+            p.name: None
+            for p in parameters
+            if p.kind is p.KEYWORD_ONLY and p.default is p.empty and p.name not in keywords
+        }
+        extra_column = {"some_dataset_column": []} if kind == "reward_functions" else {}
+        if kind == "reward_functions":  # the dataset columns a reward needs (e.g. `solution`) arrive by keyword
+            extra_column |= {
+                p.name: [] for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty
+            }
+            extra_column = {k: v for k, v in extra_column.items() if k not in keywords}
+        inspect.signature(component).bind(
+            *positional, **dict.fromkeys(keywords), **extra_column, **required_options
+        )  # raises TypeError if the call does not fit

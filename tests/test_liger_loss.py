@@ -1,5 +1,8 @@
 """`use_liger_loss`: trains like TRL's loss, logs TRL's loss metrics, and refuses what it cannot compute exactly."""
 
+import importlib.util
+import subprocess
+import sys
 
 import launching
 import pytest
@@ -106,9 +109,10 @@ def test_bad_fused_loss_settings_fail_in_the_config(tmp_path, settings, message)
 
 
 def test_the_config_says_how_to_install_liger_when_it_is_missing(tmp_path, monkeypatch):
-    import trl_grpo_plus.fused_loss
-
-    monkeypatch.setattr(trl_grpo_plus.fused_loss, "LigerFusedLinearGRPOFunction", None)  # as if its import failed
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "liger_kernel" else find_spec(name, *args)
+    )
     with pytest.raises(ImportError, match=r"pip install 'trl-grpo-plus\[liger\]'"):
         tiny_grpo_config(tmp_path, use_liger_loss=True)
 
@@ -172,3 +176,20 @@ def test_two_processes_synchronise_the_fused_loss_gradients(tmp_path):
 
     # the synchronised gradient of the first step, both ranks' completions in it
     assert first_grad_norm(fused[0]["log_history"]) == pytest.approx(first_grad_norm(reference[0]["log_history"]))
+
+
+def test_a_liger_that_is_installed_but_fails_to_import_says_so(monkeypatch):
+    from trl_grpo_plus import fused_loss
+
+    fused_loss._grpo_function_with_stats.cache_clear()
+    monkeypatch.setitem(sys.modules, "liger_kernel.chunked_loss.grpo_loss", None)  # its import now fails
+    try:
+        with pytest.raises(ImportError, match="needs liger-kernel, which failed to import"):
+            fused_loss.FusedGRPOLoss(fused_loss.FusedLossSettings())
+    finally:
+        fused_loss._grpo_function_with_stats.cache_clear()
+
+
+def test_importing_the_package_does_not_import_liger():
+    code = "import sys, trl_grpo_plus; assert 'liger_kernel' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

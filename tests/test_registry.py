@@ -58,7 +58,8 @@ def test_a_plugin_may_not_reuse_a_built_in_name(plugin_manager, register_plugin)
 def test_an_unknown_name_lists_what_is_available(plugin_manager):
     rewards = get_registry(plugin_manager).reward_functions
     with pytest.raises(
-        UnknownComponentError, match="Did you mean 'accuracy'.*Available reward functions: accuracy, format"
+        UnknownComponentError,
+        match="Did you mean 'accuracy'.*Available reward functions: accuracy, accuracy_reward, format",
     ):
         rewards.resolve("acuracy")
 
@@ -193,3 +194,16 @@ def test_a_blocked_plugin_stays_out_even_when_registered_later():
 
     assert not manager.register_plugin(advantages, PluginInfo("advantages"))
     assert len(get_registry(manager).advantage_estimators) == 0
+
+
+def test_blocked_names_are_not_listed_as_plugins():
+    manager = build_plugin_manager(load_entrypoints=False, blocked=["schedules", "no_such_plugin"])
+    assert [name for name, _ in manager.loaded()] == ["rewards", "advantages", "trl_rewards"]
+
+
+def test_module_paths_of_0_2_still_import_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="trl_grpo_plus.groups moved to trl_grpo_plus.ragged_groups"):
+        from trl_grpo_plus.groups import GroupLayout
+    from trl_grpo_plus.ragged_groups import GroupLayout as moved
+
+    assert GroupLayout is moved

@@ -39,7 +39,8 @@ def test_reward_kwargs_reach_the_reward_as_options(plugin_manager):
 
 def test_an_unknown_option_is_refused_listing_the_options(plugin_manager):
     with pytest.raises(
-        PluginError, match="'format' \\(from plugin 'rewards'\\) has no option 'tag'. Its options are: answer_tag, pattern, reasoning_tag"
+        PluginError,
+        match="'format' \\(from plugin 'rewards'\\) has no option 'tag'. Its options are: answer_tag, pattern, reasoning_tag",
     ):
         resolve(plugin_manager, ["format"], reward_kwargs={"format": {"tag": "x"}})
 
@@ -53,7 +54,10 @@ def test_a_missing_required_option_is_refused_showing_how_to_set_it(plugin_manag
 
 
 def test_an_invalid_option_value_is_refused_before_training(plugin_manager):
-    with pytest.raises(PluginError, match="Bad options for reward function 'overlong_penalty' \\(from plugin 'rewards'\\): needs integers"):
+    with pytest.raises(
+        PluginError,
+        match="Bad options for reward function 'overlong_penalty' \\(from plugin 'rewards'\\): needs integers",
+    ):
         resolve(
             plugin_manager,
             ["overlong_penalty"],

@@ -1,4 +1,5 @@
-"""`trl-grpo-plus` command line: `plugins` lists what is installed, `demo` runs the offline demo."""
+"""`trl-grpo-plus` command line: `grpo` is `trl grpo` with our trainer, `plugins` lists what is installed, `demo`
+runs the offline demo."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def plugins_report(registry) -> dict:
     """Every loaded plugin with its origin and what it registers, plus load failures."""
     manager = registry.plugin_manager
     report = {}
-    for name, _ in manager.list_name_plugin():
+    for name, _ in manager.loaded():
         info = manager.info(name)
         report[name] = {
             "distribution": info.distribution,
@@ -40,9 +41,40 @@ def _print_plugins(report: dict) -> None:
         print(f"FAILED: {failure}")
 
 
+def grpo(argv: list[str]) -> int:
+    """`trl grpo`'s launch, with our script: TRL parses (so bad options fail before launching), resolves
+    `--accelerate_config` (TRL's shipped configs by name, or a path), and hands what is left to `accelerate launch`."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+    from trl.cli.commands.training import _subtract_subsequence  # what TRL's TrainingCommand.run uses
+
+    from .scripts import grpo as script
+
+    parser = script.make_parser(prog="trl-grpo-plus grpo")
+    try:
+        *_, config_remaining, cli_remaining = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+        launch_args = resolve_accelerate_config_argument(config_remaining + cli_remaining)
+    except (ValueError, ImportError) as error:  # a bad option or value: one line, before any process starts
+        parser.error(str(error))
+    script_args = _subtract_subsequence(argv, cli_remaining)
+    launch_command(launch_command_parser().parse_args([*launch_args, script.__file__, *script_args]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["grpo"]:  # its options are TRL's and ours, parsed by TrlParser, not here
+        return grpo(argv[1:])
     parser = argparse.ArgumentParser(prog="trl-grpo-plus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "grpo",
+        help="train with GRPO as `trl grpo` does (same options and YAML keys), with this trainer and its plugins; "
+        "`trl-grpo-plus grpo --help` lists every option",
+        add_help=False,
+    )
     plugins = commands.add_parser("plugins", help="list installed plugins, their versions and what each registers")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
     demo = commands.add_parser(

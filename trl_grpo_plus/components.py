@@ -42,6 +42,21 @@ def declared_options(func: Callable[..., Any], contract_args: Collection[str]) -
     return options, required
 
 
+def declared_defaults(func: Callable[..., Any], contract_args: Collection[str]) -> dict[str, Any]:
+    """The default value of each option `func` declares with one."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.name not in contract_args
+        and p.default is not p.empty
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
 def check_options(
     func: Callable[..., Any],
     options: Mapping[str, Any] | None,
@@ -94,12 +109,23 @@ class BoundComponent:
     def __init__(
         self, func: Callable[..., Any], name: str, plugin: str | None = None, options: Mapping[str, Any] | None = None
     ) -> None:
+        if not callable(func) or not isinstance(name, str):
+            raise TypeError(
+                f"{type(self).__name__}(func, name, plugin, options) takes the component and its name; got "
+                f"{func!r}, {name!r}. To look a component up by name, use {type(self).__name__}.resolve(name, "
+                f"registry, options)."
+            )
         self.func = func
         self.name = name
         self.plugin = plugin
         self.options = check_options(
             func, options, contract_args=self.contract_args, describe=self.describe(), config_field=self.config_field
         )
+
+    @property
+    def effective_options(self) -> dict[str, Any]:
+        """Every option the component is called with: the declared defaults, then the options the user set."""
+        return {**declared_defaults(self.func, self.contract_args), **self.options}
 
     @classmethod
     def resolve(cls, name: str, registry: ComponentRegistry, options: Mapping[str, Any] | None = None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -21,6 +22,17 @@ class GRPOConfig(trl.GRPOConfig):
         reward_kwargs (`dict[str, dict]`, *optional*):
             Options per plugin reward, by reward name, e.g. `{"overlong_penalty": {"max_length": 512,
             "cache_length": 128}}`.
+        reward_timeout (`float` or `None`, *optional*, defaults to `300.0`):
+            Seconds one call of a reward function may take; its completions then count as timeouts.
+        reward_on_error (`str` or `float`, *optional*, defaults to `"skip"`):
+            What a completion gets when a reward fails on it (raises, times out, breaks the contract): `"skip"`
+            (None), `"raise"` (stop the run) or a fixed score.
+        reward_max_failure_share (`float`, *optional*, defaults to `0.5`):
+            The run stops when a reward's failures exceed this share of a batch's completions.
+        reward_max_workers (`int`, *optional*, defaults to `8`):
+            Reward calls that run at once (sync rewards in worker threads); 0: sync rewards on the main thread.
+        reward_policies (`dict[str, dict]`, *optional*):
+            Per-reward `timeout` / `on_error` / `max_failure_share`, over the run-wide values.
         advantage_estimator (`str`, *optional*):
             Name of the registered advantage estimator (`grpo`, `dr_grpo`, `batch_std`, `rloo`, `reinforce_pp`,
             `gdpo`, `rank`, or a plugin's). Default: the one equal to TRL's `scale_rewards` /
@@ -55,7 +67,12 @@ class GRPOConfig(trl.GRPOConfig):
             `torch.compile` the fused loss's per-chunk math (with `use_liger_loss`); worth it on GPU for long runs.
     """
 
-    _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + ["reward_kwargs", "advantage_kwargs", "group_size_kwargs"]
+    _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + [
+        "reward_kwargs",
+        "reward_policies",
+        "advantage_kwargs",
+        "group_size_kwargs",
+    ]
 
     reward_plugins: list[str] | None = field(
         default=None,
@@ -70,6 +87,47 @@ class GRPOConfig(trl.GRPOConfig):
         metadata={
             "help": "Options for plugin reward functions, by reward name, e.g. "
             '`{"overlong_penalty": {"max_length": 512, "cache_length": 128}}`. A JSON string on the command line.'
+        },
+    )
+    reward_timeout: float | None = field(
+        default=300.0,
+        metadata={
+            "help": "Seconds one call of a reward function may take (its whole batch), enforced for sync and async "
+            "rewards alike; past it, the call's completions count as timeouts and get `reward_on_error`'s answer. "
+            "None: no limit. Per reward: `reward_policies`."
+        },
+    )
+    reward_on_error: str = field(
+        default="skip",
+        metadata={
+            "help": "What a completion gets when a reward function raises on it, times out, or returns something "
+            "outside the contract (not a number, inf, the wrong count): 'skip' (None: unscorable by that reward, as "
+            "TRL reads None), 'raise' (stop the run), or a number (that score). Per reward: `reward_policies`."
+        },
+    )
+    reward_max_failure_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "Circuit breaker: the run stops with an error naming the reward when its failures and timeouts "
+            "exceed this share of a batch's completions (all processes). 1 never stops. Per reward: "
+            "`reward_policies`."
+        },
+    )
+    reward_max_workers: int = field(
+        default=8,
+        metadata={
+            "help": "Reward function calls that run at once: each batch's rewards run concurrently, sync ones in "
+            "worker threads (TRL already runs async ones concurrently). 1 runs them one at a time; 0 runs sync "
+            "rewards on the main thread as TRL does, for rewards that need it (e.g. ones using signal.alarm), "
+            "without their timeout."
+        },
+    )
+    reward_policies: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Failure policy per reward function, by name, over the run-wide reward_timeout / "
+            'reward_on_error / reward_max_failure_share, e.g. `{"my_verifier": {"timeout": 60, "on_error": 0.0}}`. '
+            "A JSON string on the command line."
         },
     )
 
@@ -206,13 +264,22 @@ class GRPOConfig(trl.GRPOConfig):
 
     @classmethod
     def from_trl(cls, args: trl.GRPOConfig) -> GRPOConfig:
-        """`args` (a plain `trl.GRPOConfig`, already validated by TRL) as our config, every extension option off."""
+        """`args` (a `trl.GRPOConfig`, already validated by TRL) as our config, every extension option off.
+
+        A subclass of TRL's config becomes a subclass of both it and ours, so its own fields and methods stay."""
         if isinstance(args, cls):
             return args
-        converted = cls.__new__(cls)
+        target = cls if type(args) is trl.GRPOConfig else _with_extensions(type(args))
+        converted = target.__new__(target)
         converted.__dict__.update(vars(args))
         for extension in fields(cls):
             if extension.name not in vars(args):
                 default = extension.default if extension.default is not MISSING else extension.default_factory()
                 setattr(converted, extension.name, default)
         return converted
+
+
+@functools.cache
+def _with_extensions(config_class: type) -> type:
+    """A user's subclass of `trl.GRPOConfig`, with our fields: a dataclass deriving from ours and theirs."""
+    return dataclass(type(config_class.__name__, (GRPOConfig, config_class), {"__module__": config_class.__module__}))

@@ -12,7 +12,12 @@ class PluginError(ValueError):
 
 
 class UnknownComponentError(PluginError):
-    """A component was asked for by a name no loaded plugin registers."""
+    """A component was asked for by a name no loaded plugin registers; `name` and `kind` say which."""
+
+    def __init__(self, message: str, *, name: str | None = None, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.kind = kind
 
 
 class DuplicateComponentError(PluginError):

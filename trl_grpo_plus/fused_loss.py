@@ -11,6 +11,8 @@ backbone and the fused loss inside the wrapped model's forward, and logs TRL's l
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,11 +22,6 @@ from accelerate.utils import is_peft_model
 from torch.distributed.tensor import DTensor
 from trl.models.utils import _ForwardRedirection
 from trl.trainer.utils import maybe_gather_lm_head_ctx, nanmax, nanmin
-
-try:
-    from liger_kernel.chunked_loss.grpo_loss import LigerFusedLinearGRPOFunction
-except ImportError:  # an optional dependency; check_config refuses use_liger_loss without it, naming the command
-    LigerFusedLinearGRPOFunction = None
 
 # Per-sequence statistics the loss hands back for logging, one column each (see `_sequence_stats`).
 KL_SUM, TOKENS, CLIP_LOW, CLIP_HIGH, CLIP_REGION, CLIP_COUNT = range(6)
@@ -92,7 +89,8 @@ class FusedGRPOLoss:
         self.settings = settings
         # `Function.apply` takes positional arguments only; bind ours by name so a reordering in Liger cannot
         # silently shift them.
-        self._parameters = list(inspect.signature(_GRPOFunctionWithStats.forward).parameters)[1:]  # without ctx
+        self._function = _grpo_function_with_stats()
+        self._parameters = list(inspect.signature(self._function.forward).parameters)[1:]  # without ctx
         missing = [name for name in (*asdict(settings), "num_items_in_batch") if name not in self._parameters]
         if missing:
             raise ImportError(
@@ -142,23 +140,34 @@ class FusedGRPOLoss:
             # Liger divides this by the world size, as TRL divides its count by the number of processes
             "num_items_in_batch": dapo_normalizer if per_token_normalized else None,
         }
-        loss, metrics = _GRPOFunctionWithStats.apply(*(arguments.get(name) for name in self._parameters))
+        loss, metrics = self._function.apply(*(arguments.get(name) for name in self._parameters))
         if not per_token_normalized:
             loss = loss / accumulation_steps
         return loss, metrics[0]
 
 
-if LigerFusedLinearGRPOFunction is not None:
+@functools.cache
+def _grpo_function_with_stats() -> type:
+    """Liger's GRPO loss with TRL's metric inputs as its metrics: per-sequence sums, not Liger's two means.
 
-    class _GRPOFunctionWithStats(LigerFusedLinearGRPOFunction):
-        """Liger's GRPO loss with TRL's metric inputs as its metrics: per-sequence sums, not Liger's two means."""
+    Built on first use: liger-kernel is optional, and imported only by runs that set use_liger_loss."""
+    try:
+        from liger_kernel.chunked_loss.grpo_loss import LigerFusedLinearGRPOFunction
+    except Exception as error:  # installed but broken (a CUDA/Triton mismatch, say) is not "missing"
+        raise ImportError(
+            f"use_liger_loss=True needs liger-kernel, which failed to import: {type(error).__name__}: {error}. "
+            "Reinstall it (pip install -U 'trl-grpo-plus[liger]'), or set use_liger_loss=False."
+        ) from error
 
+    class GRPOFunctionWithStats(LigerFusedLinearGRPOFunction):
         @staticmethod
         def ppo_loss_fn(per_token_logps, attention_mask, advantages, full_attention_mask, **kwargs):
             loss, _ = LigerFusedLinearGRPOFunction.ppo_loss_fn(
                 per_token_logps, attention_mask, advantages, full_attention_mask, **kwargs
             )
             return loss, [_sequence_stats(per_token_logps.detach(), attention_mask, advantages, **kwargs)]
+
+    return GRPOFunctionWithStats
 
 
 def _sequence_stats(
@@ -281,7 +290,7 @@ def check_config(args: Any) -> None:
                 "use_liger_loss=True, or drop them."
             )
         return
-    if LigerFusedLinearGRPOFunction is None:
+    if importlib.util.find_spec("liger_kernel") is None:
         raise ImportError(
             "use_liger_loss=True needs liger-kernel, which is not installed: pip install 'trl-grpo-plus[liger]'."
         )

@@ -83,7 +83,12 @@ class GroupSizeSchedule(BoundComponent):
         """The one group size this schedule always answers, if it says so (`func.fixed_size(num_generations,
         **options)`); then, at `num_generations`, TRL's own sampler lays out the groups."""
         fixed = getattr(self.func, "fixed_size", None)
-        return fixed(num_generations, **self.options) if fixed is not None else None
+        if fixed is None:
+            return None
+        try:
+            return fixed(num_generations, **self.options)
+        except Exception as error:
+            raise PluginError(self.failed(error, "Fix the schedule's `fixed_size`")) from error
 
     def __call__(self, request: GroupSizeRequest) -> list[int]:
         """The group size of each of the first `len(result)` prompts of `request`."""
@@ -132,9 +137,11 @@ def _options_without_a_schedule(given: list[str], schedules: ComponentRegistry, 
         if takers
         else "No installed schedule takes all of them; `trl-grpo-plus plugins` lists the schedules and their options"
     )
+    own = sorted(declared_options(schedules.resolve(DEFAULT_SCHEDULE), contract_args)[0])
+    takes = f"takes only {', '.join(map(repr, own))}" if own else "takes no options"
     return (
         f"GRPOConfig.group_size_kwargs sets {', '.join(map(repr, given))}, but group_size_schedule is "
-        f"'{DEFAULT_SCHEDULE}' (the default when no schedule is chosen), which does not take them. {advice}, e.g. "
+        f"'{DEFAULT_SCHEDULE}' (the default when no schedule is chosen), which {takes}. {advice}, e.g. "
         f"group_size_schedule='{takers[0] if takers else 'linear'}'."
     )
 
@@ -295,16 +302,23 @@ class GroupSizePlanner:
         return [self.dataset[index] for index in rows[share]]
 
     def record_outcome(
-        self, rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, metrics: Mapping[str, list[float]]
+        self,
+        rewards_per_func: torch.Tensor,
+        reward_weights: torch.Tensor,
+        metrics: Mapping[str, list[float]],
+        *,
+        replace_zero_std_share: bool,
     ) -> None:
-        """Give the schedule the current batch's outcome (all processes' rewards, in plan order); log its sizes, and
-        the share of completions in zero-variance groups in place of TRL's (which assumed groups of num_generations)."""
+        """Give the schedule the current batch's outcome (all processes' rewards, in plan order) and log its sizes.
+        With `replace_zero_std_share`, also log the share of completions in zero-variance groups in place of TRL's,
+        which assumed groups of num_generations (filtering logs its own, over every completion it generated)."""
         self.record(self.current, total_reward(rewards_per_func, reward_weights))
         for key, value in self.current.metrics().items():
             metrics[key].append(value)
-        group_ids = self.current.group_ids.to(rewards_per_func.device)
-        zero = zero_variance_rows(rewards_per_func, reward_weights, group_ids, self.zero_variance_tolerance)
-        metrics["frac_reward_zero_std"][-1] = zero.float().mean().item()
+        if replace_zero_std_share:
+            group_ids = self.current.group_ids.to(rewards_per_func.device)
+            zero = zero_variance_rows(rewards_per_func, reward_weights, group_ids, self.zero_variance_tolerance)
+            metrics["frac_reward_zero_std"][-1] = zero.float().mean().item()
 
     def save(self, checkpoint_folder: str) -> None:
         with open(os.path.join(checkpoint_folder, STATE_FILE), "w") as file:

@@ -41,30 +41,33 @@ class Register(Protocol):
         """
 
 
-# The one signature of each component kind. Options are extra keyword parameters (a keyword-only one without a
-# default is required), set per run in GRPOConfig's `reward_kwargs` / `advantage_kwargs` / `group_size_kwargs`.
+# The one signature of each component kind: what the trainer passes. A component may take more: its options, as
+# keyword parameters (with a default, or keyword-only without one for a required option), set per run in
+# GRPOConfig's `reward_kwargs` / `advantage_kwargs` / `group_size_kwargs`.
 
 
 class RewardFunction(Protocol):
-    """TRL's reward contract, unchanged: any TRL reward function is a valid component."""
+    """TRL's reward contract, unchanged: any TRL reward function is a valid component. The trainer passes every
+    argument by keyword, with each dataset column as another keyword (so a reward takes `**kwargs`)."""
 
     def __call__(
-        self, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]], **kwargs: Any
+        self, *, prompts: list[Any], completions: list[Any], completion_ids: list[list[int]], **kwargs: Any
     ) -> Sequence[float | None]: ...
 
 
 class AdvantageEstimatorFunction(Protocol):
-    """Advantages `[N]` of a generation batch from its rewards `[N, R]`, reward weights `[R]` and group ids `[N]`."""
+    """Advantages `[N]` of a generation batch from its rewards `[N, R]`, reward weights `[R]` and group ids `[N]`,
+    passed positionally."""
 
     def __call__(
-        self, rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_ids: torch.Tensor, **options: Any
+        self, rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_ids: torch.Tensor, /
     ) -> torch.Tensor: ...
 
 
 class GroupSizeScheduleFunction(Protocol):
-    """The group size of each of the first prompts of a `GroupSizeRequest`."""
+    """The group size of each of the first prompts of a `GroupSizeRequest`, passed positionally."""
 
-    def __call__(self, request: GroupSizeRequest, **options: Any) -> list[int]: ...
+    def __call__(self, request: GroupSizeRequest, /) -> list[int]: ...
 
 
 @hookspec

@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "trl_grpo_plus.default_plugins.rewards",
     "trl_grpo_plus.default_plugins.advantages",
     "trl_grpo_plus.default_plugins.schedules",
+    "trl_grpo_plus.default_plugins.trl_rewards",
 )
 
 
@@ -100,6 +101,10 @@ class PluginManager(pluggy.PluginManager):
             return
         self.load_failures.append(failure)
         logger.warning("trl_grpo_plus %s", failure.describe())
+
+    def loaded(self) -> list[tuple[str, object]]:
+        """(name, plugin) of every registered plugin, in registration order; blocked names are not plugins."""
+        return [(name, plugin) for name, plugin in self.list_name_plugin() if plugin is not None]
 
     def info(self, plugin_name: str) -> PluginInfo:
         return self.plugin_infos.get(plugin_name, PluginInfo(plugin_name))

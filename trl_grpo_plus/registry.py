@@ -71,7 +71,7 @@ class ComponentRegistry(Mapping[str, Callable[..., Any]]):
             f" Install the plugin that provides it (plugins register through the '{self.hook_name}' hook); "
             f"`trl-grpo-plus plugins` lists what is installed."
         )
-        raise UnknownComponentError(message)
+        raise UnknownComponentError(message, name=name, kind=self.kind)
 
     def _describe(self, plugin: str) -> str:
         return self._manager.info(plugin).describe() if self._manager else f"'{plugin}'"
@@ -135,7 +135,7 @@ def get_registry(plugin_manager: PluginManager | None = None) -> Registry:
     contributes nothing, so runs that don't use it go on.
     """
     manager = plugin_manager if plugin_manager is not None else build_plugin_manager()
-    plugins = dict(manager.list_name_plugin())
+    plugins = dict(manager.loaded())
     # First pass: pluggy calls each plugin's hooks on their own (with only the arguments each implementation names),
     # so every component is attributed to its plugin, and a plugin broken in any hook contributes to no kind.
     staged: dict[tuple[str, str], _Registration] = {}

@@ -68,6 +68,7 @@ def score_batch(
     inf). Async rewards are run to completion.
     """
     import asyncio
+    import concurrent.futures
     import inspect
 
     from .reward_guard import guard
@@ -85,4 +86,11 @@ def score_batch(
         else [[]] * len(completions),
         **{column: list(values) for column, values in columns.items()},
     )
-    return asyncio.run(result) if inspect.isawaitable(result) else result
+    if not inspect.isawaitable(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(result)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from async code: its own loop, in a thread
+        return pool.submit(asyncio.run, result).result()

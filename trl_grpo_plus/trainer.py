@@ -5,6 +5,7 @@ This module is the list of TRL seams: each override is a few lines that hand off
 | TRL method                        | feature (module)                                                            |
 |-----------------------------------|-----------------------------------------------------------------------------|
 | `__init__`                        | rewards resolved by name (`reward_guard`), estimator, schedule, filter       |
+| `_calculate_rewards`              | rewards run under their failure policies; failure metrics, circuit breaker  |
 | `_generate_and_score_completions` | schedule plans the batch (`group_size_planning`); filter keeps groups       |
 |                                   | (`zero_variance_filtering`); estimator sets advantages (`advantage_estimation`) |
 | `_generate`, `_calculate_rewards` | filter replays the kept completions and their rewards                      |
@@ -31,7 +32,7 @@ from .fused_loss import FusedLossStep
 from .group_size_planning import GroupSizePlanner, GroupSizeSchedule
 from .plugin_manager import PluginManager, build_plugin_manager
 from .registry import get_registry
-from .reward_guard import GuardedReward, resolve_reward_funcs
+from .reward_guard import GuardedReward, RewardRunner, resolve_reward_funcs
 from .zero_variance_filtering import ZeroVarianceFilter
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,14 @@ class GRPOTrainer(trl.GRPOTrainer):
         # Resolve plugins before TRL loads any model, so a bad name fails in seconds, not after a download.
         self.plugin_manager = plugin_manager if plugin_manager is not None else build_plugin_manager()
         self.registry = registry = get_registry(self.plugin_manager)
+        self.reward_runner = RewardRunner.from_config(args)
         reward_funcs = resolve_reward_funcs(
-            reward_funcs, args.reward_plugins, args.reward_kwargs, registry.reward_functions
+            reward_funcs,
+            args.reward_plugins,
+            args.reward_kwargs,
+            registry.reward_functions,
+            args=args,
+            runner=self.reward_runner,
         )
         self.advantage_estimator = AdvantageEstimator.resolve(
             resolve_estimator_name(args), registry.advantage_estimators, args.advantage_kwargs
@@ -75,6 +82,7 @@ class GRPOTrainer(trl.GRPOTrainer):
         )
         trl_arguments = _TRL_INIT.bind(self, model, reward_funcs, args, *trl_args, **trl_kwargs).arguments
         self.zero_variance_filter = ZeroVarianceFilter.for_run(args, trl_arguments)
+        self.filter_zero_variance_groups = self.zero_variance_filter is not None
         # None when the schedule is TRL's own fixed group size: then TRL's sampler lays out the data, untouched.
         self.group_size_planner = GroupSizePlanner.for_run(self.group_size_schedule, args, trl_arguments)
         self._last_rewards_per_func: torch.Tensor | None = None
@@ -85,14 +93,10 @@ class GRPOTrainer(trl.GRPOTrainer):
         if self.accelerator.is_main_process:
             logger.info(self.describe_plugins())
 
-    @property
-    def filter_zero_variance_groups(self) -> bool:
-        return self.zero_variance_filter is not None
-
     def describe_plugins(self) -> str:
         """One line on the active plugins and components, as logged at start-up."""
         manager = self.plugin_manager
-        plugins = ", ".join(manager.info(name).describe() for name, _ in manager.list_name_plugin())
+        plugins = ", ".join(manager.info(name).describe() for name, _ in manager.loaded())
         rewards = ", ".join(
             f"{name} [{func.plugin}]" if isinstance(func, GuardedReward) and func.plugin else name
             for name, func in zip(self.reward_func_names, self.reward_funcs, strict=True)
@@ -134,7 +138,12 @@ class GRPOTrainer(trl.GRPOTrainer):
             advantages = self.advantage_estimator(scored, self.reward_weights, group_ids)
             set_advantages(output, advantages, self.accelerator.process_index, self._logs)
         if planner is not None:
-            planner.record_outcome(scored, self.reward_weights, self._metrics["train"])
+            planner.record_outcome(
+                scored,
+                self.reward_weights,
+                self._metrics["train"],
+                replace_zero_std_share=self.zero_variance_filter is None,
+            )
         return output
 
     def _group_ids(self, num_rows: int, first: int) -> torch.Tensor:
@@ -148,6 +157,8 @@ class GRPOTrainer(trl.GRPOTrainer):
         if replay is not None:  # already scored before filtering
             return replay.rewards_per_func
         self._last_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        mode = "train" if self.model.training else "eval"
+        self.reward_runner.finish_batch(self.accelerator, self._metrics[mode])  # failure metrics, circuit breaker
         return self._last_rewards_per_func
 
     def _generate(self, prompts):

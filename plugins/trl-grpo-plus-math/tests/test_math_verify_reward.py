@@ -1,5 +1,6 @@
 """The `math_verify` reward, and that installing the distribution makes it usable by name."""
 
+import concurrent.futures
 import itertools
 import json
 import os
@@ -230,3 +231,10 @@ def test_it_trains_by_name(tmp_path):
     )
     trainer.train()
     assert "rewards/math_verify/mean" in trainer.state.log_history[0]
+
+
+def test_it_scores_off_the_main_thread_where_math_verify_cannot_time_itself_out():
+    # trl-grpo-plus runs sync rewards in worker threads; math-verify's own timeout needs signal.alarm there.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        scored = pool.submit(math_verify, [r1("72"), r1("\\frac{1}{2}"), r1("7")], solution=["72", "0.5", "8"]).result()
+    assert scored == [1.0, 1.0, 0.0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from decimal import Decimal
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
@@ -42,14 +44,22 @@ def math_verify(
     golds = solution if solution is not None else answer
     if golds is None:
         return [None] * len(completions)
+    # math-verify times itself out with signal.alarm, which only the main thread may use. Elsewhere (trl-grpo-plus
+    # runs sync rewards in worker threads, under its own reward_timeout) its timeouts are off, as TRL's are.
+    if threading.current_thread() is not threading.main_thread():
+        timeout_seconds = None
+        for name in ("math_verify.parser", "math_verify.grader"):  # their "timeout is disabled" warnings
+            logging.getLogger(name).setLevel(logging.ERROR)
     rewards: list[float | None] = []
     for completion, gold in zip(completions, golds, strict=True):
-        gold_parsed = _parse_answer(_answer_text(str(gold), "tags", "answer")) if gold is not None else []
+        gold_parsed = (
+            _parse_answer(_answer_text(str(gold), "tags", "answer"), timeout_seconds) if gold is not None else []
+        )
         if not gold_parsed:
             rewards.append(None)
             continue
         answer_text = _answer_text(completion_text(completion), extract, answer_tag)
-        predicted = _parse_answer(answer_text) if answer_text is not None else []
+        predicted = _parse_answer(answer_text, timeout_seconds) if answer_text is not None else []
         rewards.append(1.0 if predicted and verify(gold_parsed, predicted, timeout_seconds=timeout_seconds) else 0.0)
     return rewards
 
@@ -64,15 +74,18 @@ def _answer_text(text: str, extract: str, answer_tag: str) -> str | None:
     return text
 
 
-def _parse_answer(text: str) -> list:
+def _parse_answer(text: str, timeout_seconds: int | None) -> list:
+    def read(source: str) -> list:
+        return parse(source, extraction_config=_EXTRACTION, parsing_timeout=timeout_seconds)
+
     number = plain_number(text)
     if number is not None:
-        return parse(_decimal_text(number), extraction_config=_EXTRACTION)
+        return read(_decimal_text(number))
     if any(delimiter in text for delimiter in _MATH_DELIMITERS) or _PROSE_WORD.search(_LATEX_WORDS.sub(" ", text)):
         # Prose or delimited math: math-verify finds the answer in it (its last expression, or a `$…$` block).
-        return parse(text, extraction_config=_EXTRACTION)
+        return read(text)
     # Bare LaTeX such as `\sqrt{2}` or `(1, 2]`, which math-verify only reads between math delimiters.
-    return parse(f"${text}$", extraction_config=_EXTRACTION) or parse(text, extraction_config=_EXTRACTION)
+    return read(f"${text}$") or read(text)
 
 
 def _decimal_text(number: Decimal) -> str:

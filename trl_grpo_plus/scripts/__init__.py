@@ -1,0 +1,1 @@
+"""Training scripts the `trl-grpo-plus` command launches through accelerate, as `trl` launches its own."""
