@@ -7,11 +7,12 @@ BIN = $(VENV)/bin
 
 .PHONY: setup demo test clean
 
-$(BIN)/.installed: pyproject.toml plugins/trl-grpo-plus-math/pyproject.toml
+$(BIN)/.installed: pyproject.toml plugins/trl-grpo-plus-math/pyproject.toml plugins/trl-grpo-plus-code/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,liger,demo]" -e ./plugins/trl-grpo-plus-math
+	$(BIN)/python -m pip install --quiet -e ".[test,liger,demo]" -e ./plugins/trl-grpo-plus-math \
+		-e "./plugins/trl-grpo-plus-code[humaneval]"
 	touch $@
 
 setup: $(BIN)/.installed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ def greedy_pass_at_1(
     answers: Sequence[str],
     *,
     reward: Callable[..., list[float | None]] = accuracy,
+    columns: Mapping[str, Sequence[Any]] | None = None,
     max_new_tokens: int = 256,
     batch_size: int = 32,
     accelerator=None,
@@ -69,7 +70,8 @@ def greedy_pass_at_1(
     """Greedy-decode one completion per prompt and score it with `reward` (TRL's reward contract).
 
     `prompts` are strings or conversations (lists of messages); `answers` are the gold answers handed to the reward
-    as its ``answer`` column. A completion is correct when its reward is 1.0. With an `accelerator` running several
+    as its ``answer`` column, and `columns` any other dataset columns it reads (one value per prompt, e.g. the unit
+    tests a code reward runs). A completion is correct when its reward is 1.0. With an `accelerator` running several
     processes, each process decodes its share and all of them return the same `Evaluation`.
     """
     if len(prompts) != len(answers):
@@ -116,7 +118,8 @@ def greedy_pass_at_1(
         records = gather_object(records)
     completions_by_index = {record["index"]: record["completion"] for record in records}
     ordered = [completions_by_index[i] for i in range(len(texts))]
-    scores = reward(prompts=list(prompts), completions=ordered, answer=list(answers)) if texts else []
+    extra = {name: list(values) for name, values in (columns or {}).items()}
+    scores = reward(prompts=list(prompts), completions=ordered, answer=list(answers), **extra) if texts else []
     samples = [
         {"prompt": text, "completion": completion, "answer": answer, "correct": score == 1.0}
         for text, completion, answer, score in zip(texts, ordered, answers, scores, strict=True)
