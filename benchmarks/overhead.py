@@ -8,7 +8,9 @@ backward, optimizer update). Reports each variant's median step time and its rat
 - `defaults`: our trainer, no extension option set (the goal: at most 1.02x);
 - `named_estimator`: `advantage_estimator="grpo"` given explicitly (the estimator hook path);
 - `named_schedule`: `group_size_schedule="constant"` with `size` = `num_generations` (TRL's layout again);
-- `plugin_reward`: the reward named as a plugin reward (bound and guarded) instead of passed as a callable.
+- `plugin_reward`: the reward named as a plugin reward (bound and guarded) instead of passed as a callable;
+- `filter_keeps_all`: zero-variance filtering on, with a reward under which no group is zero-variance: the filter's
+  roll-out and replay path, dropping nothing (it then trains exactly as TRL does).
 
     python benchmarks/overhead.py                     # -> benchmarks/results/overhead.json
     python benchmarks/overhead.py --repeats 2 --steps 4   # quicker
@@ -17,6 +19,7 @@ backward, optimizer update). Reports each variant's median step time and its rat
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -36,14 +39,15 @@ from trl_grpo_plus import GRPOConfig, GRPOTrainer, build_plugin_manager, hookimp
 from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer  # noqa: E402
 
 
-def digit_share(completions, **kwargs):
-    return [sum(ch.isdigit() for ch in c) / max(len(c), 1) for c in completions]
+def text_hash(completions, **kwargs):
+    """Differs between any two distinct completions: no group is zero-variance, so filtering drops nothing."""
+    return [int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in completions]
 
 
-class DigitSharePlugin:
+class TextHashPlugin:
     @hookimpl
     def register_reward_functions(self, register):
-        register(digit_share)
+        register(text_hash)
 
 
 VARIANTS = {
@@ -51,7 +55,8 @@ VARIANTS = {
     "defaults": {},
     "named_estimator": {"advantage_estimator": "grpo"},
     "named_schedule": {"group_size_schedule": "constant", "group_size_kwargs": {"size": 4}},
-    "plugin_reward": {"reward_plugins": ["digit_share"]},
+    "plugin_reward": {"reward_plugins": ["text_hash"]},
+    "filter_keeps_all": {"filter_zero_variance_groups": True},
 }
 
 
@@ -80,12 +85,12 @@ def run(variant: str, steps: int, hidden_size: int, output_dir: str) -> list[flo
     timer = StepTimer()
     common = dict(model=model, train_dataset=tiny_prompt_dataset(64), processing_class=tokenizer, callbacks=[timer])
     if variant == "trl":
-        trainer = trl.GRPOTrainer(reward_funcs=[digit_share], args=trl.GRPOConfig(**settings), **common)
+        trainer = trl.GRPOTrainer(reward_funcs=[text_hash], args=trl.GRPOConfig(**settings), **common)
     else:
         trainer = GRPOTrainer(
-            reward_funcs=[] if plugin_reward else [digit_share],
+            reward_funcs=[] if plugin_reward else [text_hash],
             args=GRPOConfig(**settings, **extension, reward_plugins=plugin_reward),
-            plugin_manager=build_plugin_manager(load_entrypoints=False, plugins=[DigitSharePlugin()]),
+            plugin_manager=build_plugin_manager(load_entrypoints=False, plugins=[TextHashPlugin()]),
             **common,
         )
     trainer.train()

@@ -47,7 +47,8 @@ def help_options(command: list[str]) -> set[str]:
 
 
 def _env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(SCRIPTS)}
+    # the checkout under test first (not an installed copy), then the dotted-path reward module
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": f"{ROOT}:{SCRIPTS}"}
 
 
 def test_help_lists_every_option_of_trl_grpo_plus_ours():

@@ -1,6 +1,7 @@
 """Rewards that cannot take a run down: timeouts, failure policies, concurrency, failure metrics, circuit breaker."""
 
 import asyncio
+import functools
 import json
 import math
 import statistics
@@ -386,3 +387,92 @@ def test_policies_are_set_from_the_command_line_and_yaml(tmp_path):
     assert config.reward_policies == {"accuracy": {"timeout": 30, "on_error": "raise"}}
     assert RewardPolicy.for_reward(config, "accuracy") == RewardPolicy(30, "raise", 0.5)
     assert RewardPolicy.for_reward(config, "format") == RewardPolicy(12.5, -1.0, 0.5)
+
+
+def test_a_timeout_is_not_swallowed_by_the_rewards_own_except_and_nothing_runs_after_it():
+    calls = []
+
+    def catches_everything(completions, **kwargs):
+        calls.append(len(completions))
+        try:
+            while True:  # a judge retrying forever, catching every Exception
+                try:
+                    time.sleep(0.01)
+                except Exception:
+                    pass
+        finally:
+            calls.append("stopped")
+
+    reward, _ = resilient(catches_everything, timeout=0.2, max_failure_share=1.0)
+    assert score(reward) == [None] * 4
+    for _ in range(100):  # the thread ends soon after its timeout
+        if "stopped" in calls:
+            break
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert calls == [4, "stopped"]  # stopped, and no completion-by-completion retries started after the timeout
+
+
+def test_a_column_a_failed_call_did_not_log_is_logged_empty_and_late_logs_are_dropped():
+    logged = []
+    fail = [False]
+
+    def judged(completions, log_extra, **kwargs):
+        if fail[0]:
+            raise ValueError("judge down")
+        log_extra("judge_note", [f"note {c}" for c in completions])
+        return [1.0] * len(completions)
+
+    reward, _ = resilient(judged, max_failure_share=1.0)
+    n = len(COMPLETIONS)
+
+    def batch():
+        kwargs = {"prompts": ["p"] * n, "completions": COMPLETIONS, "completion_ids": [[1]] * n}
+        log = {"log_extra": lambda column, values: logged.append((column, values))}
+        return asyncio.run(reward(**kwargs, **log))
+
+    batch()
+    fail[0] = True
+    assert batch() == [None] * n
+    assert logged[-1] == ("judge_note", [None] * n)  # not the previous batch's notes
+
+
+def test_rewards_that_share_a_name_are_counted_apart():
+    def judge(completions, *, broken, **kwargs):
+        if broken:
+            raise ConnectionError("down")
+        return [1.0] * len(completions)
+
+    runner = RewardRunner(max_workers=1)
+    healthy = guard(functools.partial(judge, broken=False), "judge", policy=RewardPolicy(), runner=runner)
+    broken = guard(functools.partial(judge, broken=True), "judge", policy=RewardPolicy(), runner=runner)
+    score(healthy)
+    score(broken)
+    with pytest.raises(RewardFunctionError, match="failed on 4 of 4 completions"):
+        finish(runner)
+
+
+def test_failure_warnings_name_the_reward_and_a_completion_and_are_rate_limited(caplog):
+    reward, runner = resilient(raises_on_boom, max_failure_share=1.0)
+    with caplog.at_level("WARNING", logger="trl_grpo_plus.reward_guard"):
+        for _ in range(3):
+            score(reward)
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "Reward 'raises_on_boom' failed on 1 completion(s)" in warning
+    assert "ValueError: cannot score boom" in warning and "'boom'" in warning
+
+
+def test_a_dotted_path_reward_takes_options_and_a_policy_by_the_path_as_typed(tmp_path, plugin_manager, monkeypatch):
+    (tmp_path / "my_judges.py").write_text(
+        "def strict(completions, *, threshold=0.5, **kwargs):\n    return [float(len(c) > threshold) for c in completions]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    trainer = trainer_for(
+        tmp_path,
+        ["my_judges.strict"],
+        plugin_manager,
+        reward_kwargs={"my_judges.strict": {"threshold": 3}},
+        reward_policies={"my_judges.strict": {"on_error": 0.0}},
+    )
+    [reward] = trainer.reward_funcs
+    assert (reward.name, reward.options, reward.policy.on_error) == ("strict", {"threshold": 3}, 0.0)

@@ -68,7 +68,8 @@ def test_an_invalid_option_value_is_refused_before_training(plugin_manager):
 def test_options_for_a_reward_not_in_use_are_refused(plugin_manager):
     with pytest.raises(
         PluginError,
-        match="reward_kwargs has options for 'format', which is not among the plugin rewards in use \\(accuracy\\)",
+        match="reward_kwargs has options for 'format', which is not among the rewards in use that take options "
+        "\\(accuracy:",
     ):
         resolve(plugin_manager, ["accuracy"], reward_kwargs={"format": {}})
 

@@ -29,8 +29,8 @@ class GRPOConfig(trl.GRPOConfig):
             (None), `"raise"` (stop the run) or a fixed score.
         reward_max_failure_share (`float`, *optional*, defaults to `0.5`):
             The run stops when a reward's failures exceed this share of a batch's completions.
-        reward_max_workers (`int`, *optional*, defaults to `8`):
-            Reward calls that run at once (sync rewards in worker threads); 0: sync rewards on the main thread.
+        reward_max_workers (`int`, *optional*, defaults to `1`):
+            Sync reward calls that run at once, in worker threads; 0: on the main thread, as TRL does.
         reward_policies (`dict[str, dict]`, *optional*):
             Per-reward `timeout` / `on_error` / `max_failure_share`, over the run-wide values.
         advantage_estimator (`str`, *optional*):
@@ -114,12 +114,12 @@ class GRPOConfig(trl.GRPOConfig):
         },
     )
     reward_max_workers: int = field(
-        default=8,
+        default=1,
         metadata={
-            "help": "Reward function calls that run at once: each batch's rewards run concurrently, sync ones in "
-            "worker threads (TRL already runs async ones concurrently). 1 runs them one at a time; 0 runs sync "
-            "rewards on the main thread as TRL does, for rewards that need it (e.g. ones using signal.alarm), "
-            "without their timeout."
+            "help": "Sync reward functions that run at once, each in a worker thread (so its timeout holds); async "
+            "ones run concurrently anyway, as in TRL. 1 (default): one after the other, as TRL calls them; more: "
+            "concurrently, for rewards that are thread-safe (not sharing a fast tokenizer, say). 0: on the main "
+            "thread as TRL does, for rewards that need it (e.g. ones using signal.alarm), without their timeout."
         },
     )
     reward_policies: dict[str, Any] | str | None = field(

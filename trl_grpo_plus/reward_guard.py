@@ -164,8 +164,29 @@ ON_ERROR_CHOICES = ("raise", "skip")
 POLICY_KEYS = ("timeout", "on_error", "max_failure_share")
 
 
-class RewardTimeout(Exception):
-    """Raised inside a reward's worker thread whose call ran past its timeout, to stop its Python-level work."""
+class RewardTimeout(BaseException):
+    """Raised inside a reward's worker thread whose call ran past its timeout, to stop its Python-level work.
+
+    A `BaseException`, like `KeyboardInterrupt`, so that a reward's own `except Exception` does not swallow it."""
+
+
+class _ThreadCall:
+    """One call running in a worker thread, and whether it is over: it returned, or its timeout passed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.finished = False  # the thread is done with the call (and will not run reward code again)
+        self.timed_out = False  # nobody waits for the call any more: its late work must stop, and not log
+
+    def interrupt(self, thread: threading.Thread) -> None:
+        """Stop the thread's work with `RewardTimeout`, unless it already finished: under the lock, an unfinished
+        call's thread is alive, so the exception reaches that thread and no other that reuses its id."""
+        with self.lock:
+            self.timed_out = True
+            if not self.finished:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(RewardTimeout)
+                )
 
 
 @dataclass(frozen=True)
@@ -240,18 +261,21 @@ class RewardRunner:
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max_workers
         self.rewards: list[ResilientReward] = []
-        self._stats: dict[str, _BatchStats] = {}
+        self._stats: dict[int, _BatchStats] = {}
         self._last_warning: dict[str, float] = {}
         self._unwarned: dict[str, int] = {}
         self._late: list[tuple[str, threading.Thread]] = []
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.device: torch.device | None = None  # the training process's device, for rewards run in threads
 
     @classmethod
     def from_config(cls, args: Any) -> RewardRunner:
         return cls(args.reward_max_workers)
 
-    async def in_thread(self, reward: ResilientReward, work: Callable[[], Verdict], timeout: float | None) -> Verdict:
-        """`work()` in a fresh daemon thread, awaited for at most `timeout` seconds.
+    async def in_thread(
+        self, reward: ResilientReward, work: Callable[[_ThreadCall], Verdict], timeout: float | None
+    ) -> Verdict:
+        """`work(call)` in a fresh daemon thread, awaited for at most `timeout` seconds.
 
         On timeout the thread gets a `RewardTimeout` raised inside it, which stops Python-level work at its next
         instruction; work blocked outside Python (a C call, a lock) lingers until it returns, and is counted.
@@ -259,14 +283,23 @@ class RewardRunner:
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots[0] is not loop:  # one per event loop (TRL keeps one for the run)
             self._slots = (loop, asyncio.Semaphore(self.max_workers))
+        device = self.device
         async with self._slots[1]:
             done = loop.create_future()
+            call = _ThreadCall()
 
             def run() -> None:
                 try:
-                    outcome: tuple[Verdict | None, BaseException | None] = (work(), None)
-                except BaseException as error:  # noqa: BLE001 (handed back to the awaiting coroutine)
-                    outcome = (None, error)
+                    try:
+                        if device is not None and device.type == "cuda":  # the current GPU is per thread
+                            torch.cuda.set_device(device)
+                        outcome: tuple[Verdict | None, BaseException | None] = (work(call), None)
+                    except BaseException as error:  # noqa: BLE001 (handed back to the awaiting coroutine)
+                        outcome = (None, error)
+                    with call.lock:
+                        call.finished = True
+                except RewardTimeout:  # arrived as the call returned: it is over either way
+                    return
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this late call
                     loop.call_soon_threadsafe(lambda: done.done() or done.set_result(outcome))
 
@@ -275,9 +308,7 @@ class RewardRunner:
             try:
                 verdict, error = await asyncio.wait_for(done, timeout)
             except asyncio.TimeoutError:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(thread.ident), ctypes.py_object(RewardTimeout)
-                )
+                call.interrupt(thread)
                 self._late.append((reward.name, thread))
                 raise
             if error is not None:
@@ -285,7 +316,7 @@ class RewardRunner:
             return verdict
 
     def record(self, reward: ResilientReward, verdict: Verdict, timed_out: bool, seconds: float, completions) -> None:
-        stats = self._stats.setdefault(reward.name, _BatchStats())
+        stats = self._stats.setdefault(id(reward), _BatchStats())  # by reward: two may share a name
         stats.completions += len(verdict.values)
         stats.timeouts += len(verdict.problems) if timed_out else 0
         stats.failures += 0 if timed_out else len(verdict.problems)
@@ -324,7 +355,7 @@ class RewardRunner:
             metrics[f"rewards/{reward.name}/seconds"].append(seconds)
             share = (failures + timeouts) / max(completions, 1.0)
             if share > reward.policy.max_failure_share:
-                example = stats.get(reward.name, _BatchStats()).example
+                example = stats.get(id(reward), _BatchStats()).example
                 raise RewardFunctionError(
                     f"{reward.describe()} failed on {failures + timeouts:.0f} of {completions:.0f} completions of "
                     f"this batch ({failures:.0f} errors, {timeouts:.0f} timeouts), more than its "
@@ -344,7 +375,41 @@ class RewardRunner:
             )
 
     def _batch_stats(self, reward: ResilientReward) -> _BatchStats:
-        return self._stats.get(reward.name, _BatchStats())
+        return self._stats.get(id(reward), _BatchStats())
+
+
+class _CallLogs:
+    """TRL's `log_extra` / `log_metric` as one reward call sees them: calls after the call is over (a timed-out
+    thread's late work) are dropped, and a column the reward logged before but not in this call (it failed first)
+    is logged as empty, so the completions table never pairs these completions with an earlier batch's values."""
+
+    def __init__(self, log_extra, log_metric, known_columns: set[str]) -> None:
+        self._log_extra, self._log_metric = log_extra, log_metric
+        self._known = known_columns
+        self._logged: set[str] = set()
+        self._open = True
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        def log_extra(column: str, values: list) -> None:
+            if self._open:
+                self._logged.add(column)
+                self._log_extra(column, values)
+
+        def log_metric(name: str, value: float) -> None:
+            if self._open:
+                self._log_metric(name, value)
+
+        return {
+            **({"log_extra": log_extra} if self._log_extra is not None else {}),
+            **({"log_metric": log_metric} if self._log_metric is not None else {}),
+        }
+
+    def close(self, size: int) -> None:
+        self._open = False
+        if self._log_extra is not None:
+            for column in sorted(self._known - self._logged):
+                self._log_extra(column, [None] * size)
+        self._known |= self._logged
 
 
 class ResilientReward(GuardedReward):
@@ -356,23 +421,32 @@ class ResilientReward(GuardedReward):
         self.policy = policy
         self.runner = runner
         self._is_async = is_async_callable(func)
+        self._logged_columns: set[str] = set()  # the completions-table columns this reward has logged
         runner.rewards.append(self)
 
     async def __call__(self, **kwargs: Any) -> list[float | None]:
         completions = kwargs["completions"]
         start = time.perf_counter()
         timed_out = False
+        kwargs, logs = self._logging(kwargs)
         try:
             if self._is_async:
                 verdict = await asyncio.wait_for(self._score_async(kwargs), self.policy.timeout)
             else:
-                verdict = await self.runner.in_thread(self, lambda: self._score_sync(kwargs), self.policy.timeout)
+                verdict = await self.runner.in_thread(
+                    self, lambda call: self._score_sync(kwargs, call), self.policy.timeout
+                )
         except asyncio.TimeoutError:
             timed_out = True
             verdict = Verdict.all_failed(
                 len(completions), f"{self.describe()} timed out after {self.policy.timeout} s on this batch"
             )
+        logs.close(len(completions))
         return self._answer(verdict, timed_out, time.perf_counter() - start, completions)
+
+    def _logging(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], _CallLogs]:
+        logs = _CallLogs(kwargs.get("log_extra"), kwargs.get("log_metric"), self._logged_columns)
+        return {**kwargs, **logs.callbacks()}, logs
 
     def _answer(self, verdict: Verdict, timed_out: bool, seconds: float, completions) -> list[float | None]:
         """Record the call, then the values with the policy's answer for every completion that failed."""
@@ -386,34 +460,35 @@ class ResilientReward(GuardedReward):
         fill = self.policy.fill()
         return [fill if index in verdict.problems else value for index, value in enumerate(verdict.values)]
 
-    def _score_sync(self, kwargs: dict[str, Any]) -> Verdict:
+    def _score_sync(self, kwargs: dict[str, Any], call: _ThreadCall | None = None) -> Verdict:
         try:
             return self._verdict(self.func(**{**kwargs, **self.options}), kwargs["completions"])
-        except RewardTimeout:
-            raise
         except Exception as error:  # find the completions it fails on: score them one by one
-            rows = _single_rows(kwargs)
-            return self._merge([self._one_sync(row) for row in rows], error)
+            verdicts = []
+            for row in _single_rows(kwargs):
+                if call is not None and call.timed_out:  # nobody waits for the answer any more
+                    raise RewardTimeout from None
+                verdicts.append(self._one_sync(row))
+            return self._merge(verdicts, error)
 
     def _one_sync(self, row: dict[str, Any]) -> Verdict | Exception:
         try:
             return self._verdict(self.func(**{**row, **self.options}), row["completions"])
-        except RewardTimeout:
-            raise
         except Exception as error:
             return error
 
     async def _score_async(self, kwargs: dict[str, Any]) -> Verdict:
         try:
             return self._verdict(await self.func(**{**kwargs, **self.options}), kwargs["completions"])
-        except Exception as error:
-            verdicts = []
-            for row in _single_rows(kwargs):
+        except Exception as error:  # the completions one by one, concurrently, within the same timeout
+
+            async def one(row: dict[str, Any]) -> Verdict | Exception:
                 try:
-                    verdicts.append(self._verdict(await self.func(**{**row, **self.options}), row["completions"]))
+                    return self._verdict(await self.func(**{**row, **self.options}), row["completions"])
                 except Exception as row_error:
-                    verdicts.append(row_error)
-            return self._merge(verdicts, error)
+                    return row_error
+
+            return self._merge(list(await asyncio.gather(*map(one, _single_rows(kwargs)))), error)
 
     def _merge(self, verdicts: list[Verdict | Exception], batch_error: Exception) -> Verdict:
         values, problems = [], {}
@@ -437,7 +512,9 @@ class MainThreadResilientReward(ResilientReward):
 
     def __call__(self, **kwargs: Any) -> list[float | None]:
         start = time.perf_counter()
+        kwargs, logs = self._logging(kwargs)
         verdict = self._score_sync(kwargs)
+        logs.close(len(kwargs["completions"]))
         return self._answer(verdict, False, time.perf_counter() - start, kwargs["completions"])
 
 
@@ -527,19 +604,29 @@ def resolve_reward_funcs(
     `runner`, every guarded reward runs under its policy from `args` (`RewardPolicy.for_reward`).
     """
 
-    def policy(name: str) -> dict[str, Any]:
-        return {"runner": runner, "policy": RewardPolicy.for_reward(args, name)} if runner is not None else {}
+    def policy(name: str, alias: str | None = None) -> dict[str, Any]:
+        if runner is None:
+            return {}
+        own = alias if alias is not None and alias in (args.reward_policies or {}) else name
+        return {"runner": runner, "policy": RewardPolicy.for_reward(args, own)}
 
     if reward_funcs is None:
         reward_funcs = []
     elif not isinstance(reward_funcs, list):
         reward_funcs = [reward_funcs]
     reward_kwargs = dict(reward_kwargs or {})
-    resolved, plugin_names, callable_names = [], [], []
+    resolved, plugin_names, callable_names, aliases = [], [], [], []
     for index, item in enumerate(list(reward_funcs) + list(reward_plugins or [])):
         from_config = index >= len(reward_funcs)
         if isinstance(item, str) and item not in rewards and _is_import_path(item):
-            item = _import_reward(item)  # as TRL's `grpo` script reads one; then guarded like any callable
+            # As TRL's `grpo` script reads one; its options and policy go by the path as typed (or its name)
+            func = _import_reward(item)
+            name = get_callable_name(func)
+            options = reward_kwargs.get(item, reward_kwargs.get(name))
+            resolved.append(guard(func, name, func.__module__, options, **policy(name, alias=item)))
+            plugin_names += [item, name]
+            aliases.append(item)
+            continue
         if isinstance(item, str) and (item in rewards or from_config or not _looks_like_model(item)):
             try:
                 resolved.append(bind_plugin_reward(item, rewards, reward_kwargs.get(item), **policy(item)))
@@ -574,13 +661,13 @@ def resolve_reward_funcs(
         )
     if stray:
         raise PluginError(
-            f"GRPOConfig.reward_kwargs has options for {', '.join(map(repr, stray))}, which is not among the plugin "
-            f"rewards in use ({', '.join(plugin_names) or 'none'}). Add it to reward_funcs / reward_plugins, or "
-            f"remove its options."
+            f"GRPOConfig.reward_kwargs has options for {', '.join(map(repr, stray))}, which is not among the "
+            f"rewards in use that take options ({', '.join(plugin_names) or 'none'}: plugin rewards and dotted "
+            f"import paths). Fix the name, add the reward to reward_funcs / reward_plugins, or remove its options."
         )
     if args is not None:
         guarded = [reward.name for reward in resolved if isinstance(reward, GuardedReward)]
-        unknown = sorted(set(args.reward_policies or {}) - set(guarded))
+        unknown = sorted(set(args.reward_policies or {}) - set(guarded) - set(aliases))
         if unknown:
             raise PluginError(
                 f"GRPOConfig.reward_policies has a policy for {', '.join(map(repr, unknown))}, which is not among the "

@@ -5,8 +5,9 @@ This module is the list of TRL seams: each override is a few lines that hand off
 | TRL method                        | feature (module)                                                            |
 |-----------------------------------|-----------------------------------------------------------------------------|
 | `__init__`                        | rewards resolved by name (`reward_guard`), estimator, schedule, filter       |
-| `_calculate_rewards`              | rewards run under their failure policies; failure metrics, circuit breaker  |
+| `_calculate_rewards`              | rewards run under their failure policies (`reward_guard`)                   |
 | `_generate_and_score_completions` | schedule plans the batch (`group_size_planning`); filter keeps groups       |
+|                                   | reward failure metrics and circuit breaker, per batch (`reward_guard`)      |
 |                                   | (`zero_variance_filtering`); estimator sets advantages (`advantage_estimation`) |
 | `_generate`, `_calculate_rewards` | filter replays the kept completions and their rewards                      |
 | `_prepare_inputs`, `compute_loss` | ragged batches split into micro-batches (`batch_rows`); empty ones skipped  |
@@ -137,6 +138,8 @@ class GRPOTrainer(trl.GRPOTrainer):
             )
             advantages = self.advantage_estimator(scored, self.reward_weights, group_ids)
             set_advantages(output, advantages, self.accelerator.process_index, self._logs)
+        # Failure metrics and the circuit breaker, once per generation batch (all its sampling rounds)
+        self.reward_runner.finish_batch(self.accelerator, self._metrics["train" if training else "eval"])
         if planner is not None:
             planner.record_outcome(
                 scored,
@@ -156,9 +159,8 @@ class GRPOTrainer(trl.GRPOTrainer):
         replay = self.zero_variance_filter.replay if self.zero_variance_filter is not None else None
         if replay is not None:  # already scored before filtering
             return replay.rewards_per_func
+        self.reward_runner.device = self.accelerator.device  # rewards run in threads use this process's device
         self._last_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        mode = "train" if self.model.training else "eval"
-        self.reward_runner.finish_batch(self.accelerator, self._metrics[mode])  # failure metrics, circuit breaker
         return self._last_rewards_per_func
 
     def _generate(self, prompts):

@@ -11,6 +11,7 @@ plugin registry, where TRL's reward library is registered under TRL's names; dot
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -41,7 +42,9 @@ if __name__ == "__main__":
     parser = make_parser()
     main(*parser.parse_args_and_config(fail_with_unknown_args=False))
     # Trained, saved, trackers closed. Left to interpreter exit, freeing the DDP model on CPU joins gloo's threads,
-    # which has hung a rank whose peer had already exited (seen under load); nothing is left to do, so leave now.
+    # which has hung a rank whose peer had already exited (seen under load). So run the exit handlers (a tracker's
+    # or a reward module's), then leave without that teardown.
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
