@@ -33,17 +33,26 @@ def main(script_args, training_args, model_args, dataset_args) -> None:
     # order with every name in `reward_plugins`, ahead of any given there.
     training_args.reward_plugins = list(script_args.reward_funcs or []) + list(training_args.reward_plugins or [])
     script_args.reward_funcs = None
-    # TRL's `main` looks its trainer up as `trl.GRPOTrainer` when it runs; this process runs nothing else.
-    trl.GRPOTrainer = GRPOTrainer
+    # TRL's `main` looks its trainer up as `trl.GRPOTrainer` when it runs; this process runs nothing else. The
+    # trainer is kept past `main`'s return, so its DDP model is never freed (see the end of this file).
+    kept = []
+
+    def trainer(*args, **kwargs) -> GRPOTrainer:
+        kept.append(GRPOTrainer(*args, **kwargs))
+        return kept[-1]
+
+    trl.GRPOTrainer = trainer
     trl_main(script_args, training_args, model_args, dataset_args)
+    return kept
 
 
 if __name__ == "__main__":
     parser = make_parser()
-    main(*parser.parse_args_and_config(fail_with_unknown_args=False))
-    # Trained, saved, trackers closed. Left to interpreter exit, freeing the DDP model on CPU joins gloo's threads,
-    # which has hung a rank whose peer had already exited (seen under load). So run the exit handlers (a tracker's
-    # or a reward module's), then leave without that teardown.
+    trainers = main(*parser.parse_args_and_config(fail_with_unknown_args=False))
+    # Trained, saved, trackers closed. Freeing the DDP model after TRL has ended the process group joins gloo's
+    # threads, which hangs a 2-process CPU run whose peer has exited (seen twice here, in ~Reducer ->
+    # ~ProcessGroupGloo). So the trainers stay referenced; run the exit handlers (a tracker's or a reward module's),
+    # then leave without that teardown.
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
