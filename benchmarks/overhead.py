@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +32,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 import trl  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+from filtering import StepTimer  # noqa: E402  (the same step timing as the filtering benchmark)
 
 from trl_grpo_plus import GRPOConfig, GRPOTrainer, build_plugin_manager, hookimpl  # noqa: E402
 from trl_grpo_plus.testing import tiny_grpo_settings, tiny_model, tiny_prompt_dataset, tiny_tokenizer  # noqa: E402
@@ -60,20 +59,6 @@ VARIANTS = {
 }
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of each optimizer step, `on_step_begin` to `on_step_end`."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 def run(variant: str, steps: int, hidden_size: int, output_dir: str) -> list[float]:
     tokenizer = tiny_tokenizer()
     settings = tiny_grpo_settings(
@@ -94,7 +79,7 @@ def run(variant: str, steps: int, hidden_size: int, output_dir: str) -> list[flo
             **common,
         )
     trainer.train()
-    return timer.seconds[1:]  # the first step pays one-off costs (allocator warm-up)
+    return timer.step_seconds[1:]  # the first step pays one-off costs (allocator warm-up)
 
 
 def main() -> None:

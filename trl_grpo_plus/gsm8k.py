@@ -7,9 +7,8 @@ rewards read as the gold answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from trl import ScriptArguments
+from .recipe_data import RecipeArguments, local_split
 
 DATASET_NAME = "openai/gsm8k"
 DATASET_CONFIG = "main"
@@ -25,7 +24,7 @@ SYSTEM_PROMPT = (
 
 
 @dataclass
-class GSM8KScriptArguments(ScriptArguments):
+class GSM8KScriptArguments(RecipeArguments):
     """The GSM8K recipe's own options, next to GRPOConfig and ModelConfig on its command line and in its YAML."""
 
     dataset_name: str = field(default=DATASET_NAME, metadata={"help": "Hub dataset to train and evaluate on."})
@@ -35,26 +34,6 @@ class GSM8KScriptArguments(ScriptArguments):
         metadata={"help": "Folder with local JSONL files <split>.jsonl (question, answer), used instead of the Hub."},
     )
     system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "System prompt ('' for none)."})
-    train_limit: int | None = field(default=None, metadata={"help": "Train on the first N problems only."})
-    eval_only: bool = field(default=False, metadata={"help": "Evaluate the model and stop, without training."})
-    eval_limit: int | None = field(
-        default=None, metadata={"help": "Evaluate on the first N test problems (default all; 0 skips evaluation)."}
-    )
-    eval_batch_size: int = field(
-        default=64, metadata={"help": "Prompts per generate call in evaluation, per process."}
-    )
-    eval_max_new_tokens: int | None = field(
-        default=None, metadata={"help": "Token budget of an evaluation answer (default: max_completion_length)."}
-    )
-
-    def __post_init__(self):
-        smallest = {"train_limit": 1, "eval_limit": 0, "eval_batch_size": 1, "eval_max_new_tokens": 1}
-        for name, least in smallest.items():
-            value = getattr(self, name)
-            if value is not None and value < least:
-                raise ValueError(f"--{name} must be at least {least}, got {value}.")
-        if self.eval_only and self.eval_limit == 0:
-            raise ValueError("--eval_only with --eval_limit 0 has nothing to do: drop one of them.")
 
 
 def load_gsm8k(
@@ -73,22 +52,9 @@ def load_gsm8k(
     import datasets
 
     if dataset_path is not None:
-        folder = Path(dataset_path).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"--dataset_path {dataset_path!r} is not a folder. Pass the folder that holds the GSM8K JSONL files "
-                f"(<split>.jsonl, e.g. train.jsonl and test.jsonl), or leave it out to download {dataset_name}."
-            )
-        file = folder / f"{split}.jsonl"
-        if not file.is_file():
-            found = sorted(path.name for path in folder.glob("*.jsonl")) or ["no .jsonl files"]
-            raise FileNotFoundError(
-                f"--dataset_path {dataset_path!r} has no {file.name} for the '{split}' split (found: "
-                f"{', '.join(found)}). Add the file, or name the split with --dataset_train_split / "
-                f"--dataset_test_split."
-            )
-        dataset = datasets.load_dataset("json", data_files=str(file), split="train")
-        source = str(file)
+        dataset, source = local_split(
+            dataset_path, split, files="GSM8K JSONL files", otherwise=f"leave it out to download {dataset_name}"
+        )
     else:
         dataset = datasets.load_dataset(dataset_name, dataset_config, split=split)
         source = f"{dataset_name} ({dataset_config}, {split})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any
 
@@ -46,15 +47,15 @@ def code_tests(
     else unshare). Without a working sandbox this raises `SandboxUnavailableError`, unless `allow_unsandboxed`.
     """
     _check_options(
-        tests_column,
-        scoring,
-        include_prompt,
-        timeout_seconds,
-        memory_mb,
-        max_processes,
-        max_workers,
-        isolation,
-        allow_unsandboxed,
+        tests_column=tests_column,
+        scoring=scoring,
+        include_prompt=include_prompt,
+        timeout_seconds=timeout_seconds,
+        memory_mb=memory_mb,
+        max_processes=max_processes,
+        max_workers=max_workers,
+        isolation=isolation,
+        allow_unsandboxed=allow_unsandboxed,
     )
     sandbox = resolve_isolation(isolation, allow_unsandboxed)
     if tests_column not in columns:
@@ -102,15 +103,16 @@ def _prompt_texts(columns: dict[str, Any]) -> list[str]:
 
 
 def _check_options(
-    tests_column: str = "tests",
-    scoring: str = "fraction",
-    include_prompt: bool = False,
-    timeout_seconds: float = Limits.timeout_seconds,
-    memory_mb: int = Limits.memory_mb,
-    max_processes: int = Limits.max_processes,
-    max_workers: int | None = None,
-    isolation: str = "auto",
-    allow_unsandboxed: bool = False,
+    *,
+    tests_column: str,
+    scoring: str,
+    include_prompt: bool,
+    timeout_seconds: float,
+    memory_mb: int,
+    max_processes: int,
+    max_workers: int | None,
+    isolation: str,
+    allow_unsandboxed: bool,
 ) -> None:
     if not isinstance(tests_column, str) or not tests_column:
         raise ValueError(f"option 'tests_column' must name a dataset column, got {tests_column!r}")
@@ -147,11 +149,18 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_options(*, isolation: str = "auto", allow_unsandboxed: bool = False, **options: Any) -> None:
-    """Check the options before training: their values, and that the chosen sandbox works on this machine."""
-    _check_options(isolation=isolation, allow_unsandboxed=allow_unsandboxed, **options)
+def _validate_options(**options: Any) -> None:
+    """Check the options before training: their values (the reward's defaults for those not set), and that the
+    chosen sandbox works on this machine."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(code_tests).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY
+    }
+    settings = {**defaults, **options}
+    _check_options(**settings)
     try:
-        resolve_isolation(isolation, allow_unsandboxed)
+        resolve_isolation(settings["isolation"], settings["allow_unsandboxed"])
     except SandboxUnavailableError as error:
         raise ValueError(str(error)) from None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import ScriptArguments
+from trl_grpo_plus.recipe_data import RecipeArguments, local_split
 
 MBPP_NAME = "google-research-datasets/mbpp"
 MBPP_CONFIG = "full"
@@ -20,7 +20,7 @@ SYSTEM_PROMPT = "You are an expert Python programmer. Answer with the complete c
 
 
 @dataclass
-class CodeScriptArguments(ScriptArguments):
+class CodeScriptArguments(RecipeArguments):
     """The code recipe's own options, next to GRPOConfig and ModelConfig on its command line and in its YAML."""
 
     dataset_name: str = field(default=MBPP_NAME, metadata={"help": "Hub dataset in MBPP format to train on."})
@@ -37,40 +37,10 @@ class CodeScriptArguments(ScriptArguments):
         },
     )
     system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "System prompt ('' for none)."})
-    train_limit: int | None = field(default=None, metadata={"help": "Train on the first N problems only."})
-    eval_only: bool = field(default=False, metadata={"help": "Evaluate the model and stop, without training."})
     eval_limit: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N HumanEval problems (default all; 0 skips it)."}
     )
     eval_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call in evaluation."})
-    eval_max_new_tokens: int | None = field(
-        default=None, metadata={"help": "Token budget of an evaluation answer (default: max_completion_length)."}
-    )
-
-    def __post_init__(self):
-        smallest = {"train_limit": 1, "eval_limit": 0, "eval_batch_size": 1, "eval_max_new_tokens": 1}
-        for name, least in smallest.items():
-            value = getattr(self, name)
-            if value is not None and value < least:
-                raise ValueError(f"--{name} must be at least {least}, got {value}.")
-        if self.eval_only and self.eval_limit == 0:
-            raise ValueError("--eval_only with --eval_limit 0 has nothing to do: drop one of them.")
-
-
-def _local_split(path: str, split: str, option: str):
-    import datasets
-
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{option} {path!r} is not a folder. Pass the folder that holds <split>.jsonl files.")
-    file = folder / f"{split}.jsonl"
-    if not file.is_file():
-        found = sorted(p.name for p in folder.glob("*.jsonl")) or ["no .jsonl files"]
-        raise FileNotFoundError(
-            f"{option} {path!r} has no {file.name} for the '{split}' split (found: {', '.join(found)}). Add the "
-            f"file, or name the split with --dataset_train_split."
-        )
-    return datasets.load_dataset("json", data_files=str(file), split="train"), str(file)
 
 
 def load_mbpp(
@@ -85,7 +55,9 @@ def load_mbpp(
     import datasets
 
     if dataset_path is not None:
-        dataset, source = _local_split(dataset_path, split, "--dataset_path")
+        dataset, source = local_split(
+            dataset_path, split, files="MBPP-format JSONL files", otherwise=f"leave it out to download {dataset_name}"
+        )
     else:
         dataset = datasets.load_dataset(dataset_name, dataset_config, split=split)
         source = f"{dataset_name} ({dataset_config}, {split})"
