@@ -5,7 +5,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-slow clean
 
 $(BIN)/.installed: pyproject.toml plugins/trl-grpo-plus-math/pyproject.toml plugins/trl-grpo-plus-code/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The long multi-run cases (kill-and-resume, sharded engines) that do not fit in CI's time.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 clean:
 	rm -rf $(VENV) grpo-plus-demo outputs .pytest_cache
