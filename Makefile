@@ -23,8 +23,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The long multi-run cases (kill-and-resume, sharded engines) that do not fit in CI's time.
+# The long multi-run cases (kill-and-resume, sharded engines) that do not fit in CI's time; DeepSpeed's run there.
 test-slow: setup
+	$(BIN)/python -m pip install --quiet -e ".[deepspeed]"
 	$(BIN)/python -m pytest -m slow
 
 clean:

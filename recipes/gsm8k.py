@@ -26,6 +26,10 @@ CPU only, two processes, local GSM8K files, a small model (no GPU needed):
     accelerate launch --config_file recipes/accelerate/cpu.yaml --num_processes 2 recipes/gsm8k.py \
         --config recipes/configs/gsm8k_cpu.yaml --dataset_path ../shared/data/gsm8k --model_name_or_path <model dir>
 
+CPU only, sharded over gloo: FSDP2 (fsdp2_cpu.yaml), or DeepSpeed ZeRO-2 / ZeRO-3 (zero2_cpu.yaml, zero3_cpu.yaml):
+    accelerate launch --config_file recipes/accelerate/fsdp2_cpu.yaml recipes/gsm8k.py \
+        --config recipes/configs/gsm8k_cpu.yaml --dataset_path ../shared/data/gsm8k --model_name_or_path <model dir>
+
 Evaluation only (no training), on the first 200 test problems:
     accelerate launch --config_file recipes/accelerate/single_gpu.yaml recipes/gsm8k.py \
         --config recipes/configs/gsm8k.yaml --eval_only --eval_limit 200

@@ -12,15 +12,8 @@ SCRIPTS = Path(__file__).parent / "scripts"
 def run_script(script, output_dir, *args, processes=1):
     """Run `tests/scripts/<script>`; returns (prompts scored by the policy per step, all ranks, sorted; each
     rank's JSON record)."""
-    path = SCRIPTS / script
-    if processes == 1:
-        command = [sys.executable, str(path), str(output_dir), *args]
-    else:
-        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-        # torchrun-based launcher; the script's use_cpu=True makes accelerate pick the gloo backend on CPU.
-        command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
-        command += ["--mixed_precision", "no", "--dynamo_backend", "no", str(path), str(output_dir), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = script_command(script, output_dir, *args, processes=processes)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:  # progress bars and warnings bury the cause; lead with the lines that name it
         lines = result.stderr.splitlines()
         causes = [
@@ -33,3 +26,14 @@ def run_script(script, output_dir, *args, processes=1):
         for step, prompts in record.get("scored", {}).items():
             scored.setdefault(int(step), []).extend(prompts)
     return {step: sorted(prompts) for step, prompts in scored.items()}, records
+
+
+def script_command(script, output_dir, *args, processes=1):
+    """The command line that runs `tests/scripts/<script>` with `processes` processes."""
+    path = SCRIPTS / script
+    if processes == 1:
+        return [sys.executable, str(path), str(output_dir), *args]
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    # torchrun-based launcher; the script's use_cpu=True makes accelerate pick the gloo backend on CPU.
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
+    return command + ["--mixed_precision", "no", "--dynamo_backend", "no", str(path), str(output_dir), *args]

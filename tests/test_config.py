@@ -39,6 +39,10 @@ def test_every_extension_field_has_help_text():
         "use_liger_loss",
         "liger_chunk_size",
         "liger_compile",
+        "audit_rewards",
+        "rollout_monitors",
+        "monitor_kwargs",
+        "monitor_alert_action",
     }
     for field in dataclasses.fields(GRPOConfig):
         if field.name in extension:
@@ -143,3 +147,17 @@ def test_a_users_subclass_of_trls_config_keeps_its_fields_and_methods(tmp_path):
     assert isinstance(ours, TeamConfig) and isinstance(ours, GRPOConfig)
     assert ours.tag == "rl/dapo" and ours.to_dict()["team"] == "rl"
     assert ours.group_size_schedule == "constant"
+
+
+def test_command_line_flags_set_the_monitor_options(tmp_path):
+    from trl import TrlParser
+
+    (config,) = TrlParser((GRPOConfig,)).parse_args_and_config(
+        ["--output_dir", str(tmp_path), "--use_cpu", "--bf16", "false", "--reward_plugins", "accuracy",
+         "--audit_rewards", "format", "--rollout_monitors", "length_drift,diversity", "--monitor_kwargs",
+         '{"length_drift": {"factor": 2.0}}', "--monitor_alert_action", "stop"]
+    )  # fmt: skip
+    assert config.audit_rewards == ["format"]
+    assert config.rollout_monitors == ["length_drift", "diversity"]
+    assert config.monitor_kwargs == {"length_drift": {"factor": 2.0}}
+    assert config.monitor_alert_action == "stop"

@@ -26,7 +26,12 @@ def test_a_short_demo_writes_the_model_history_report_and_plot(tmp_path, capsys)
     AutoModelForCausalLM.from_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(tmp_path)
     out = capsys.readouterr().out
-    assert "rewards: accuracy [rewards], format [rewards]" in out and "held-out accuracy (greedy)" in out
+    assert "rewards: accuracy [rewards], format [rewards], working [trl_grpo_plus.demo.rewards]" in out
+    assert "held-out accuracy (greedy)" in out
+    # the monitors watched the run, the audit reward was logged, and their verdict is printed and recorded
+    assert "audit rewards (scored, not trained): working" in out
+    assert summary["monitor_verdict"] in out and summary["monitor_verdict"].startswith("Rollout monitors")
+    assert all("working_reward" in point for point in summary["training_rewards"])
 
 
 def test_compare_trains_trl_s_trainer_too_and_plots_both_against_completions_generated(tmp_path, capsys):
@@ -43,6 +48,8 @@ def test_compare_trains_trl_s_trainer_too_and_plots_both_against_completions_gen
     assert [r["completions"] for r in summary["training_rewards"]] == [
         r["completions"] for r in baseline["training_rewards"]
     ]
+    # the audit reward and the monitors watch our run without changing what it trains
+    assert summary["monitoring"]["audit_rewards"] == ["working"]
     assert "trl_baseline" in json.loads((tmp_path / "eval_results.json").read_text())
     assert (tmp_path / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "trl.GRPOTrainer" in capsys.readouterr().out
@@ -55,3 +62,21 @@ def test_compare_trains_trl_s_trainer_too_and_plots_both_against_completions_gen
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         DemoSettings(**{field: value})
+
+
+def test_the_working_reward_checks_the_working_line_and_its_answer():
+    from trl_grpo_plus.demo.rewards import working
+
+    assert working(["4 * 3 = 12 #### 12", "12 #### 12", "4 * 3 = 11 #### 11", "4 * 3 = 12 #### 11", "8 / 2 = 4 #### 4"]) == [
+        1.0, 0.0, 0.0, 0.0, 1.0
+    ]  # fmt: skip
+
+
+def test_the_progress_plot_marks_the_monitors_alerts(tmp_path):
+    from trl_grpo_plus.demo import plot_progress
+
+    rewards = [{"completions": 512 * s, "accuracy_reward": 0.3, "working_reward": 0.2} for s in (10, 20)]
+    alert = {"monitor": "length_drift", "kind": "shrank", "first_step": 12, "completions_before": 6144}
+    plot_progress(rewards, [{"completions": 0, "accuracy": 0.3}], tmp_path / "plain.png")
+    plot_progress(rewards, [{"completions": 0, "accuracy": 0.3}], tmp_path / "marked.png", alerts=[alert])
+    assert (tmp_path / "marked.png").read_bytes() != (tmp_path / "plain.png").read_bytes()

@@ -9,6 +9,7 @@ from trl_grpo_plus import get_registry, hookimpl
 from trl_grpo_plus.advantage_estimation import AdvantageEstimator
 from trl_grpo_plus.group_size_planning import GroupSizeSchedule
 from trl_grpo_plus.reward_guard import bind_plugin_reward
+from trl_grpo_plus.rollout_monitoring import Alert, MonitorResult, MonitorRunner, RolloutBatch, RolloutMonitor
 from trl_grpo_plus.schedule_requests import GroupSizeRequest, ScheduleHistory
 
 
@@ -78,3 +79,43 @@ def test_hook_register_group_size_schedules(plugin_manager, register_plugin):
         history=ScheduleHistory(),
     )
     assert schedule(request) == [4, 4, 4, 4]
+
+
+def test_hook_register_rollout_monitors(plugin_manager, register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_rollout_monitors(self, register):
+            def mostly_empty(batch, state, *, limit=0.5):
+                share = sum(len(ids) == 0 for ids in batch.completion_ids) / len(batch)
+                state["batches"] = state.get("batches", 0) + 1
+                alerts = [Alert("empty", f"{share:.0%} of completions are empty")] if share > limit else []
+                return MonitorResult({"empty_share": share, "batches": state["batches"]}, alerts)
+
+            register(mostly_empty)
+
+    register_plugin(Plugin(), name="emptiness")
+    calls = traced_hook_calls(plugin_manager)
+    registry = get_registry(plugin_manager)
+    monitor = RolloutMonitor.resolve("mostly_empty", registry.rollout_monitors, {"limit": 0.25})
+    assert "register_rollout_monitors" in calls
+    assert monitor.plugin == "emptiness"
+    batch = RolloutBatch(
+        step=7,
+        prompts=["a", "a"],
+        completions=["", "x"],
+        completion_ids=[[], [5]],
+        completion_lengths=torch.tensor([0, 1]),
+        rewards={"r": torch.tensor([0.0, 1.0])},
+        trained_rewards=("r",),
+        audit_rewards=(),
+        reward_weights={"r": 1.0},
+        group_ids=torch.tensor([0, 0]),
+        advantages=torch.tensor([-0.7, 0.7]),
+        kept=torch.tensor([True, True]),
+    )
+    metrics, alerts = MonitorRunner([monitor]).check(batch)
+    assert metrics == {"monitor/mostly_empty/empty_share": 0.5, "monitor/mostly_empty/batches": 1.0,
+                       "monitor/mostly_empty/alerts": 1.0}  # fmt: skip
+    assert [(a.step, a.monitor, a.kind, a.message) for a in alerts] == [
+        (7, "mostly_empty", "empty", "50% of completions are empty")
+    ]

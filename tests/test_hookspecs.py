@@ -21,11 +21,12 @@ def documented_signatures() -> dict[str, str]:
     return dict(re.findall(r"^#### `(register_\w+)(\(.*\))`", readme, flags=re.MULTILINE))
 
 
-def test_the_hooks_are_the_three_registration_hooks():
+def test_the_hooks_are_the_four_registration_hooks():
     assert set(HOOKS) == {
         "register_reward_functions",
         "register_advantage_estimators",
         "register_group_size_schedules",
+        "register_rollout_monitors",
     }
 
 
@@ -56,6 +57,7 @@ PROTOCOLS = {
     "reward_functions": hookspecs.RewardFunction,
     "advantage_estimators": hookspecs.AdvantageEstimatorFunction,
     "group_size_schedules": hookspecs.GroupSizeScheduleFunction,
+    "rollout_monitors": hookspecs.RolloutMonitorFunction,
 }
 
 

@@ -198,7 +198,7 @@ def test_a_blocked_plugin_stays_out_even_when_registered_later():
 
 def test_blocked_names_are_not_listed_as_plugins():
     manager = build_plugin_manager(load_entrypoints=False, blocked=["schedules", "no_such_plugin"])
-    assert [name for name, _ in manager.loaded()] == ["rewards", "advantages", "trl_rewards"]
+    assert [name for name, _ in manager.loaded()] == ["rewards", "advantages", "trl_rewards", "monitors"]
 
 
 def test_module_paths_of_0_2_still_import_with_a_deprecation_warning():

@@ -4,7 +4,7 @@ __version__ = "0.3.0"
 
 from . import moved_modules
 from .config import GRPOConfig
-from .errors import DuplicateComponentError, PluginError, RewardFunctionError, UnknownComponentError
+from .errors import DuplicateComponentError, LaunchError, PluginError, RewardFunctionError, UnknownComponentError
 from .hookspecs import hookimpl
 from .plugin_manager import PluginManager, build_plugin_manager
 from .registry import Registry, get_registry
@@ -16,6 +16,7 @@ __all__ = [
     "DuplicateComponentError",
     "GRPOConfig",
     "GRPOTrainer",
+    "LaunchError",
     "PluginError",
     "PluginManager",
     "Registry",

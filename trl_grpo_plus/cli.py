@@ -34,7 +34,7 @@ def _print_plugins(report: dict) -> None:
     for name, entry in report["plugins"].items():
         origin = "built-in" if entry["builtin"] else f"{entry['distribution']} {entry['version']}"
         print(f"{name} ({origin})")
-        for kind in ("reward_functions", "advantage_estimators", "group_size_schedules"):
+        for kind in ("reward_functions", "advantage_estimators", "group_size_schedules", "rollout_monitors"):
             if entry[kind]:
                 print(f"  {kind}: {', '.join(entry[kind])}")
     for failure in report["failures"]:

@@ -11,6 +11,7 @@ keyword-only parameter without a default is a required option. A component may a
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -74,8 +75,10 @@ def check_options(
     known, required = declared_options(func, contract_args)
     unknown = sorted(set(options) - known)
     if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        meant = f" Did you mean {close[0]!r}?" if close else ""
         raise PluginError(
-            f"{describe} has no option {', '.join(map(repr, unknown))}. Its options are: "
+            f"{describe} has no option {', '.join(map(repr, unknown))}.{meant} Its options are: "
             f"{', '.join(sorted(known)) or '(none)'}. Fix {config_field}."
         )
     missing = sorted(required - set(options))

@@ -8,7 +8,17 @@ from typing import Any
 
 import trl
 
-from . import advantage_estimation, fused_loss, group_size_planning, reward_guard, zero_variance_filtering
+from . import (
+    advantage_estimation,
+    audit_rewards,
+    checkpoints,
+    fused_loss,
+    group_size_planning,
+    input_checks,
+    reward_guard,
+    rollout_monitoring,
+    zero_variance_filtering,
+)
 
 
 @dataclass
@@ -33,6 +43,9 @@ class GRPOConfig(trl.GRPOConfig):
             Sync reward calls that run at once, in worker threads; 0: on the main thread, as TRL does.
         reward_policies (`dict[str, dict]`, *optional*):
             Per-reward `timeout` / `on_error` / `max_failure_share`, over the run-wide values.
+        audit_rewards (`list[str]`, *optional*):
+            Names of registered rewards (or dotted import paths) scored and logged on every batch but never trained
+            on (weight 0; the estimator never sees them), appended after the trained rewards. Monitors compare them.
         advantage_estimator (`str`, *optional*):
             Name of the registered advantage estimator (`grpo`, `dr_grpo`, `batch_std`, `rloo`, `reinforce_pp`,
             `gdpo`, `rank`, or a plugin's). Default: the one equal to TRL's `scale_rewards` /
@@ -65,6 +78,14 @@ class GRPOConfig(trl.GRPOConfig):
             Sequences per chunk of the fused loss (with `use_liger_loss`): more is faster, and holds more at once.
         liger_compile (`bool`, *optional*, defaults to `False`):
             `torch.compile` the fused loss's per-chunk math (with `use_liger_loss`); worth it on GPU for long runs.
+        rollout_monitors (`list[str]`, *optional*):
+            Names of registered rollout monitors (`length_drift`, `diversity`, `repetition`, `reward_divergence`,
+            `flagged_samples`, or a plugin's) that watch every scored training batch; metrics `monitor/<name>/...`.
+        monitor_kwargs (`dict[str, dict]`, *optional*):
+            Options per monitor, by name, e.g. `{"length_drift": {"factor": 2.0}}`.
+        monitor_alert_action (`str`, *optional*, defaults to `"warn"`):
+            What a monitor's alert does: `"warn"` (log the first of each kind, with an example completion) or
+            `"stop"` (save a checkpoint, then stop training with a message saying what was seen).
     """
 
     _VALID_DICT_FIELDS = trl.GRPOConfig._VALID_DICT_FIELDS + [
@@ -72,6 +93,7 @@ class GRPOConfig(trl.GRPOConfig):
         "reward_policies",
         "advantage_kwargs",
         "group_size_kwargs",
+        "monitor_kwargs",
     ]
 
     reward_plugins: list[str] | None = field(
@@ -128,6 +150,17 @@ class GRPOConfig(trl.GRPOConfig):
             "help": "Failure policy per reward function, by name, over the run-wide reward_timeout / "
             'reward_on_error / reward_max_failure_share, e.g. `{"my_verifier": {"timeout": 60, "on_error": 0.0}}`. '
             "A JSON string on the command line."
+        },
+    )
+
+    audit_rewards: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Names of registered reward functions (or dotted import paths) to score and log on every batch "
+            "without training on them: appended after the trained rewards with reward weight 0, and left out of "
+            "what the advantage estimator, zero-variance filtering and group-size schedules see. Rollout monitors "
+            "(reward_divergence) compare them with the trained reward. Options and policies by name, as for "
+            "reward_plugins; reward_weights lists the trained rewards only."
         },
     )
 
@@ -221,33 +254,46 @@ class GRPOConfig(trl.GRPOConfig):
         },
     )
 
+    rollout_monitors: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Names of registered rollout monitors that watch every scored training batch for reward hacking "
+            "and collapse: length_drift, diversity, repetition, reward_divergence, flagged_samples, or one from a "
+            "plugin (`trl-grpo-plus plugins` lists them). Metrics are logged as monitor/<name>/<metric>. Space- or "
+            "comma-separated on the command line."
+        },
+    )
+    monitor_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": 'Options per rollout monitor, by name, e.g. `{"length_drift": {"factor": 2.0}}`. A JSON '
+            "string on the CLI."
+        },
+    )
+    monitor_alert_action: str = field(
+        default="warn",
+        metadata={
+            "help": "What a rollout monitor's alert does: 'warn' (log the first alert of each monitor and kind, with "
+            "an example completion; count all in monitor/<name>/alerts) or 'stop' (save a checkpoint, then stop "
+            "training with a message that says what was seen).",
+            "choices": ["warn", "stop"],
+        },
+    )
+
     def __post_init__(self):
-        try:
+        input_checks.check_json_options(self)  # before TRL's, whose JSON errors name no option
+        with input_checks.explained_batch_errors(self):
             super().__post_init__()
-        except ValueError as error:
-            if "must be divisible by num_generations" not in str(error):
-                raise
-            raise ValueError(self._group_split_error()) from None
         # Each feature refuses its own bad settings, in its own module.
         reward_guard.check_config(self)
+        audit_rewards.check_config(self)
         advantage_estimation.check_config(self)
         zero_variance_filtering.check_config(self)
         group_size_planning.check_config(self)
         fused_loss.check_config(self)
-
-    def _group_split_error(self) -> str:
-        # TRL states the arithmetic; users need to know which of their settings make up the generation batch.
-        groups = self.num_generations
-        per_unit = self.world_size * self.steps_per_generation
-        batch = self.per_device_train_batch_size
-        fitting = next(size for size in range(batch, batch + groups + 1) if size * per_unit % groups == 0)
-        return (
-            f"The generation batch holds {self.generation_batch_size} completions (per_device_train_batch_size="
-            f"{self.per_device_train_batch_size} x {self.world_size} process(es) x steps_per_generation="
-            f"{self.steps_per_generation}), which does not split into whole groups of num_generations={groups}. "
-            f"Make that product a multiple of {groups}, e.g. per_device_train_batch_size={fitting}, or lower "
-            f"num_generations to a divisor of it."
-        )
+        rollout_monitoring.check_config(self)
+        input_checks.check_config(self)
+        checkpoints.check_config(self)
 
     @property
     def resolved_advantage_estimator(self) -> str:

@@ -26,3 +26,7 @@ class DuplicateComponentError(PluginError):
 
 class RewardFunctionError(RuntimeError):
     """A reward function raised or returned something outside the reward contract."""
+
+
+class LaunchError(RuntimeError):
+    """The launch did not set up what it asked for: fewer processes than started, or an engine that did not shard."""

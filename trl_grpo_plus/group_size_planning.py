@@ -324,17 +324,9 @@ class GroupSizePlanner:
         with open(os.path.join(checkpoint_folder, STATE_FILE), "w") as file:
             json.dump(self.state_dict(), file)
 
-    def load(self, checkpoint: str) -> None:
-        path = os.path.join(checkpoint, STATE_FILE)
-        if not os.path.exists(path):
-            logger.warning(
-                "Checkpoint %s holds no group-size schedule state (%s): the schedule starts from an empty history "
-                "and the prompt stream from its beginning.",
-                checkpoint,
-                STATE_FILE,
-            )
-            return
-        with open(path) as file:
+    def load(self, checkpoint: str, trainer: Any = None) -> None:
+        # A checkpoint without this file is refused before resuming (trl_grpo_plus.checkpoints), never started afresh
+        with open(os.path.join(checkpoint, STATE_FILE)) as file:
             self.load_state_dict(json.load(file))
 
     def describe(self) -> str:

@@ -10,12 +10,13 @@ Hooks are called with keyword arguments only. An implementation may accept fewer
 can gain arguments in later versions without breaking existing plugins.
 
 All hooks here are *registration* hooks: each receives a `register` callable and calls it once per component it
-provides. The built-in components are registered through the very same hooks (see `trl_grpo_plus.default_plugins`).
+provides. Grouped by phase: what is scored (rewards), what trains (advantage estimators, group-size schedules), and
+what is watched (rollout monitors). The built-in components are registered through the very same hooks (see `trl_grpo_plus.default_plugins`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -23,6 +24,7 @@ import pluggy
 if TYPE_CHECKING:
     import torch
 
+    from .rollout_monitoring import MonitorResult, RolloutBatch
     from .schedule_requests import GroupSizeRequest
 
 PROJECT_NAME = "trl_grpo_plus"
@@ -43,7 +45,7 @@ class Register(Protocol):
 
 # The one signature of each component kind: what the trainer passes. A component may take more: its options, as
 # keyword parameters (with a default, or keyword-only without one for a required option), set per run in
-# GRPOConfig's `reward_kwargs` / `advantage_kwargs` / `group_size_kwargs`.
+# GRPOConfig's `reward_kwargs` / `advantage_kwargs` / `group_size_kwargs` / `monitor_kwargs`.
 
 
 class RewardFunction(Protocol):
@@ -68,6 +70,15 @@ class GroupSizeScheduleFunction(Protocol):
     """The group size of each of the first prompts of a `GroupSizeRequest`, passed positionally."""
 
     def __call__(self, request: GroupSizeRequest, /) -> list[int]: ...
+
+
+class RolloutMonitorFunction(Protocol):
+    """What a monitor makes of one scored generation batch (`RolloutBatch`), given its own `state` dict (the same
+    dict at every call of a run, saved in checkpoints), passed positionally: metrics, alerts, or None."""
+
+    def __call__(
+        self, batch: RolloutBatch, state: dict[str, Any], /
+    ) -> MonitorResult | Mapping[str, float] | None: ...
 
 
 @hookspec
@@ -153,4 +164,47 @@ def register_group_size_schedules(register: Register) -> None:
 
     Built-ins (plugin ``schedules``): ``constant``, ``linear``, ``cosine``, ``step``, ``adaptive_zero_variance``,
     ``per_prompt_adaptive``.
+    """
+
+
+@hookspec
+def register_rollout_monitors(register: Register) -> None:
+    """Register rollout monitors, selectable by name with ``GRPOConfig.rollout_monitors``.
+
+    A monitor watches the completions of every training generation batch once they are scored and their advantages
+    set, and reports metrics and, when it sees something wrong (reward hacking, collapse), alerts. It never changes
+    what trains. Call ``register(monitor, name=None)`` once per monitor. Every monitor is a
+    `RolloutMonitorFunction`::
+
+        monitor(batch: RolloutBatch, state: dict, **options) -> MonitorResult | dict[str, float] | None
+
+    - ``batch`` (``trl_grpo_plus.rollout_monitoring.RolloutBatch``, frozen): the whole generation batch, every
+      process's completions in global order, every sampling round under dynamic sampling: ``step`` (the optimizer
+      step), ``prompts``, ``completions``, ``completion_ids`` and ``completion_lengths`` (tokens), ``rewards``
+      (name -> float32 ``Tensor[N]``, NaN where a reward returned None, for every reward, trained and audit),
+      ``trained_rewards`` and ``audit_rewards`` (names), ``reward_weights`` (of the trained ones), ``group_ids``,
+      ``advantages`` (NaN for rows that do not train) and ``kept`` (bool: the row's group trains; all True without
+      zero-variance filtering). ``batch.total_reward()`` is the weighted trained reward the estimator sees.
+    - ``state``: a dict the monitor owns for the run, empty at the first call, kept between calls (an early-run
+      level, a window of past values). Keep JSON values in it (numbers, strings, lists, dicts): it is saved in
+      checkpoints and restored on resume. No global state: two trainers never share a monitor's state.
+    - ``options``: keyword-only parameters, set by the user in ``GRPOConfig.monitor_kwargs[name]``; a parameter
+      without a default is required. An optional ``monitor.validate_options(**options)`` may raise ``ValueError``;
+      an optional ``monitor.check_run(trained_rewards, audit_rewards, **options)`` may raise ``ValueError`` when the
+      run cannot feed the monitor (say, no audit reward to compare with). Both run before any model is loaded.
+    - Returns ``MonitorResult(metrics={...}, alerts=[Alert(kind, message, rows), ...])``, a plain dict of
+      metrics, or None. Metrics are finite numbers, logged as ``monitor/<name>/<metric>`` (with
+      ``monitor/<name>/alerts``, the alerts of the batch). An ``Alert`` has a short ``kind`` (``"shrank"``), a
+      ``message`` that says what was seen, and ``rows``: indices of the completions behind it, as examples.
+    - What an alert does is the user's choice, ``GRPOConfig.monitor_alert_action``: ``"warn"`` (log the first
+      alert of each monitor and kind, with an example completion; count them all) or ``"stop"`` (save a checkpoint,
+      then raise ``RolloutMonitorStop`` with the alert's message).
+    - Cost: a monitor is called once per generation batch on the main training path, on every process (with the
+      same batch, so it decides the same; rank 0's verdict is the one applied). Keep it to arithmetic on the batch:
+      no model forward passes, no network.
+    - A monitor with the attribute ``reads_alerts = True`` runs after the others and finds their alerts on this
+      batch in ``batch.alerts`` (the built-in ``flagged_samples`` writes their completions to a file).
+
+    Built-ins (plugin ``monitors``): ``length_drift``, ``diversity``, ``repetition``, ``reward_divergence``,
+    ``flagged_samples``.
     """

@@ -36,6 +36,7 @@ DEFAULT_PLUGINS = (
     "trl_grpo_plus.default_plugins.advantages",
     "trl_grpo_plus.default_plugins.schedules",
     "trl_grpo_plus.default_plugins.trl_rewards",
+    "trl_grpo_plus.default_plugins.monitors",
 )
 
 
@@ -67,6 +68,18 @@ class PluginLoadFailure:
         return f"plugin {self.plugin.describe()} failed to load: {type(self.error).__name__}: {self.error}"
 
 
+@dataclass(frozen=True)
+class BlockedPlugin:
+    """An installed or built-in plugin left out because it is blocked, so that a name it provides can say so."""
+
+    plugin: PluginInfo
+    by_environment: bool  # blocked by TRL_GRPO_PLUS_BLOCK_PLUGINS, else by `build_plugin_manager(blocked=...)`
+
+    def describe(self) -> str:
+        how = BLOCK_PLUGINS_ENV if self.by_environment else "build_plugin_manager(blocked=...)"
+        return f"plugin {self.plugin.describe()} is blocked by {how}"
+
+
 class PluginManager(pluggy.PluginManager):
     """A pluggy manager for our hooks that also remembers each plugin's origin and every load failure."""
 
@@ -75,13 +88,14 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.plugin_infos: dict[str, PluginInfo] = {}
         self.load_failures: list[PluginLoadFailure] = []
+        self.blocked_plugins: list[BlockedPlugin] = []
 
     def register_plugin(self, plugin: object, info: PluginInfo) -> bool:
         """Register `plugin`; a plugin that breaks the hook contract is recorded as a load failure, not raised.
 
         Returns False when the plugin was not registered: it failed, or it is blocked."""
         if self.is_blocked(info.name):
-            logger.info("trl_grpo_plus plugin %s is blocked, skipping it", info.describe())
+            self.record_blocked(info)
             return False
         try:
             self.register(plugin, name=info.name)
@@ -101,6 +115,13 @@ class PluginManager(pluggy.PluginManager):
             return
         self.load_failures.append(failure)
         logger.warning("trl_grpo_plus %s", failure.describe())
+
+    def record_blocked(self, info: PluginInfo) -> None:
+        names = {info.name, info.distribution} - {None}
+        blocked = BlockedPlugin(info, by_environment=bool(names & _env_blocked()))
+        if blocked not in self.blocked_plugins:
+            self.blocked_plugins.append(blocked)
+        logger.info("trl_grpo_plus plugin %s is blocked, skipping it", info.describe())
 
     def loaded(self) -> list[tuple[str, object]]:
         """(name, plugin) of every registered plugin, in registration order; blocked names are not plugins."""
@@ -148,7 +169,9 @@ def build_plugin_manager(
         manager.set_blocked(name)
     for module_name in DEFAULT_PLUGINS:
         info = PluginInfo(module_name.rsplit(".", 1)[-1], PROJECT_NAME.replace("_", "-"), _own_version(), True)
-        if not manager.is_blocked(info.name):
+        if manager.is_blocked(info.name):  # never imported
+            manager.record_blocked(info)
+        else:
             manager.register_plugin(importlib.import_module(module_name), info)
     if load_entrypoints is None:
         load_entrypoints = not _autoload_disabled()
@@ -165,7 +188,7 @@ def _load_entrypoints(manager: PluginManager) -> None:
         dist = entry_point.dist
         info = PluginInfo(entry_point.name, dist.name if dist else None, dist.version if dist else None)
         if manager.is_blocked(info.name) or (info.distribution and manager.is_blocked(info.distribution)):
-            logger.info("trl_grpo_plus plugin %s is blocked, skipping it", info.describe())
+            manager.record_blocked(info)
             continue
         if info.name in manager.plugin_infos:
             other = manager.plugin_infos[info.name]

@@ -38,7 +38,7 @@ def local_split(dataset_path: str, split: str, *, files: str, otherwise: str):
     """The `split` of the folder `dataset_path` (`<split>.jsonl`), and its file's path.
 
     Raises `FileNotFoundError` for a missing folder (saying it should hold `files`, else `otherwise`) or split file
-    (listing the files that are there)."""
+    (listing the files that are there), and `ValueError` for an empty file."""
     import datasets
 
     folder = Path(dataset_path).expanduser()
@@ -54,5 +54,12 @@ def local_split(dataset_path: str, split: str, *, files: str, otherwise: str):
             f"--dataset_path {dataset_path!r} has no {file.name} for the '{split}' split (found: "
             f"{', '.join(found)}). Add the file, or name the split with --dataset_train_split / "
             f"--dataset_test_split."
+        )
+    with file.open() as lines:
+        empty = all(not line.strip() for line in lines)  # stops at the first row
+    if empty:  # datasets fails on it deep in its JSON reader, with a bare StopIteration
+        raise ValueError(
+            f"{file} is empty: the '{split}' split has no rows. Fill it with one JSON object per line, or point "
+            f"--dataset_path at the folder that holds the data."
         )
     return datasets.load_dataset("json", data_files=str(file), split="train"), str(file)

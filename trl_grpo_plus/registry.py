@@ -65,7 +65,14 @@ class ComponentRegistry(Mapping[str, Callable[..., Any]]):
             message += (
                 " Some plugins failed to load and may provide it: "
                 + "; ".join(failure.describe() for failure in failures)
-                + "."
+                + " (fix that error, e.g. install what it failed to import)."
+            )
+        blocked = self._manager.blocked_plugins if self._manager else []
+        if blocked:
+            message += (
+                " Blocked plugins may provide it: "
+                + "; ".join(plugin.describe() for plugin in blocked)
+                + " (unblock one to use its components)."
             )
         message += (
             f" Install the plugin that provides it (plugins register through the '{self.hook_name}' hook); "
@@ -96,6 +103,7 @@ class Registry:
     reward_functions: ComponentRegistry
     advantage_estimators: ComponentRegistry
     group_size_schedules: ComponentRegistry
+    rollout_monitors: ComponentRegistry
     plugin_manager: PluginManager
     load_failures: list[PluginLoadFailure] = field(default_factory=list)
 
@@ -104,6 +112,7 @@ class Registry:
             "reward_functions": self.reward_functions,
             "advantage_estimators": self.advantage_estimators,
             "group_size_schedules": self.group_size_schedules,
+            "rollout_monitors": self.rollout_monitors,
         }
 
 
@@ -111,6 +120,7 @@ _HOOKS = {
     "reward_functions": ("reward function", "register_reward_functions"),
     "advantage_estimators": ("advantage estimator", "register_advantage_estimators"),
     "group_size_schedules": ("group-size schedule", "register_group_size_schedules"),
+    "rollout_monitors": ("rollout monitor", "register_rollout_monitors"),
 }
 
 

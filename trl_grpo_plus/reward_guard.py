@@ -88,6 +88,15 @@ class GuardedReward(BoundComponent):
     def resolve(cls, name: str, registry: ComponentRegistry, options: Mapping[str, Any] | None = None):
         return bind_plugin_reward(name, registry, options)  # the guard that fits: sync or async
 
+    def required_columns(self) -> list[tuple[str, ...]]:
+        """The dataset columns the reward reads, as its function declares them (`func.required_columns`: a list,
+        or a function of the reward's options returning one); each entry is a tuple of names, one of which must be
+        a column. Undeclared: none, as for TRL's plain callables."""
+        declared = getattr(self.func, "required_columns", None)
+        if callable(declared):
+            declared = declared(**self.options)
+        return [(entry,) if isinstance(entry, str) else tuple(entry) for entry in declared or ()]
+
     def _call_failed(self, error: Exception) -> RewardFunctionError:
         if self.plugin:
             return RewardFunctionError(self.failed(error))

@@ -4,15 +4,26 @@ This module is the list of TRL seams: each override is a few lines that hand off
 
 | TRL method                        | feature (module)                                                            |
 |-----------------------------------|-----------------------------------------------------------------------------|
-| `__init__`                        | rewards resolved by name (`reward_guard`), estimator, schedule, filter       |
+| `__init__`                        | rewards resolved by name (`reward_guard`), audit rewards (`audit_rewards`), |
+|                                   | estimator, schedule, filter, monitors (`rollout_monitoring`)                |
+|                                   | the data checked against the batch and the rewards (`input_checks`)         |
 | `_calculate_rewards`              | rewards run under their failure policies (`reward_guard`)                   |
+|                                   | the batch's prompts and completions kept for the monitors                   |
 | `_generate_and_score_completions` | schedule plans the batch (`group_size_planning`); filter keeps groups       |
 |                                   | reward failure metrics and circuit breaker, per batch (`reward_guard`)      |
 |                                   | (`zero_variance_filtering`); estimator sets advantages (`advantage_estimation`) |
+|                                   | from the trained rewards only (`audit_rewards`); then, in training, the     |
+|                                   | monitors watch the scored batch (`rollout_monitoring`)                      |
 | `_generate`, `_calculate_rewards` | filter replays the kept completions and their rewards                      |
 | `_prepare_inputs`, `compute_loss` | ragged batches split into micro-batches (`batch_rows`); empty ones skipped  |
 | `_compute_loss`                   | Liger's fused loss (`fused_loss`)                                           |
-| `_save_checkpoint`, `_load_optimizer_and_scheduler` | the schedule's history (`group_size_planning`)            |
+| `create_accelerator_and_postprocess` | FSDP2 for CPU processes when the launch asks for it; a launch that did   |
+|                                   | not take (processes, engine) refused (`launchers`)                          |
+| `_prepare_for_training`           | the prepared model refused if the engine asked for did not shard it (`launchers`) |
+| `train`                           | the checkpoint to resume from is checked before anything loads (`checkpoints`) |
+| `_get_train_sampler`              | TRL's sampler, shuffling by epoch on resume (`checkpoints`)                 |
+| `_save_checkpoint`, `_load_optimizer_and_scheduler` | the buffered generation, the schedule's history, the       |
+|                                   | refill stream's position (`checkpoints`), the monitors' states              |
 """
 
 from __future__ import annotations
@@ -27,13 +38,18 @@ import trl
 from trl.trainer.utils import get_config_model_id, shuffle_sequence_dict
 
 from .advantage_estimation import AdvantageEstimator, contiguous_group_ids, resolve_estimator_name, set_advantages
+from .audit_rewards import AuditRewards
 from .batch_rows import split_rows, trl_sees_groups_of_one
+from .checkpoints import CheckpointState, EpochSeekingSampler
 from .config import GRPOConfig
 from .fused_loss import FusedLossStep
 from .group_size_planning import GroupSizePlanner, GroupSizeSchedule
+from .input_checks import check_trainer_arguments
+from .launchers import check_launch, check_sharded, shard_cpu_processes
 from .plugin_manager import PluginManager, build_plugin_manager
 from .registry import get_registry
 from .reward_guard import GuardedReward, RewardRunner, resolve_reward_funcs
+from .rollout_monitoring import MonitorRunner
 from .zero_variance_filtering import ZeroVarianceFilter
 
 logger = logging.getLogger(__name__)
@@ -68,29 +84,43 @@ class GRPOTrainer(trl.GRPOTrainer):
         self.reward_runner = RewardRunner.from_config(args)
         reward_funcs = resolve_reward_funcs(
             reward_funcs,
-            args.reward_plugins,
+            [*(args.reward_plugins or ()), *(args.audit_rewards or ())],  # audit rewards last, scored with weight 0
             args.reward_kwargs,
             registry.reward_functions,
             args=args,
             runner=self.reward_runner,
         )
+        self.audit_rewards, args = AuditRewards.for_run(reward_funcs, args)
         self.advantage_estimator = AdvantageEstimator.resolve(
             resolve_estimator_name(args), registry.advantage_estimators, args.advantage_kwargs
         )
-        self.advantage_estimator.check(num_reward_funcs=len(reward_funcs))
+        self.advantage_estimator.check(num_reward_funcs=len(self.audit_rewards.trained_names))
         self.group_size_schedule = GroupSizeSchedule.resolve(
             args.group_size_schedule, registry.group_size_schedules, args.group_size_kwargs
         )
         trl_arguments = _TRL_INIT.bind(self, model, reward_funcs, args, *trl_args, **trl_kwargs).arguments
         self.zero_variance_filter = ZeroVarianceFilter.for_run(args, trl_arguments)
         self.filter_zero_variance_groups = self.zero_variance_filter is not None
+        check_trainer_arguments(args, trl_arguments)  # the data and rewards, before TRL loads the model
         # None when the schedule is TRL's own fixed group size: then TRL's sampler lays out the data, untouched.
         self.group_size_planner = GroupSizePlanner.for_run(self.group_size_schedule, args, trl_arguments)
+        self.rollout_monitors = MonitorRunner.for_run(
+            args, registry.rollout_monitors, self.audit_rewards.trained_names, self.audit_rewards.names
+        )
         self._last_rewards_per_func: torch.Tensor | None = None
+        self._last_scored: tuple[list, list, list] | None = None  # this process's prompts, completions, ids
         super().__init__(model, reward_funcs, args, *trl_args, **trl_kwargs)
         if self.group_size_planner is not None:
             self.group_size_planner.attach(self)
         self.fused_loss = FusedLossStep.for_trainer(self) if args.use_liger_loss else None
+        dynamic_sampling = self.zero_variance_filter if args.dynamic_sampling else None
+        self.checkpoint_state = CheckpointState(
+            {
+                "group-size schedule": self.group_size_planner,
+                "dynamic sampling": dynamic_sampling,
+                "rollout monitors": self.rollout_monitors,
+            }
+        )
         if self.accelerator.is_main_process:
             logger.info(self.describe_plugins())
 
@@ -109,9 +139,23 @@ class GRPOTrainer(trl.GRPOTrainer):
         ):
             options = f" {component.options}" if component.options else ""
             line += f"; {label}: {component.name}{options} [{component.plugin}]"
-        for feature in (self.group_size_planner, self.zero_variance_filter):
+        for feature in (self.group_size_planner, self.zero_variance_filter, self.rollout_monitors):
             line += feature.describe() if feature is not None else ""
+        line += self.audit_rewards.describe()
         return line + (self.fused_loss.describe(self) if self.fused_loss is not None else "")
+
+    # --- launch: processes and engine --------------------------------------------------------------------
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if shard_cpu_processes(self.accelerator, self.args):
+            self.is_fsdp_enabled = True  # as transformers sets it from the state it just read
+        check_launch(self.accelerator, self.args)
+
+    def _prepare_for_training(self, *args, **kwargs):
+        model, train_dataloader = super()._prepare_for_training(*args, **kwargs)
+        check_sharded(model, self.accelerator, self.args)
+        return model, train_dataloader
 
     # --- scoring: schedule, filter, estimator ----------------------------------------------------------------
 
@@ -136,14 +180,15 @@ class GRPOTrainer(trl.GRPOTrainer):
                 if training
                 else contiguous_group_ids(len(scored), size, self.accelerator.device)
             )
-            advantages = self.advantage_estimator(scored, self.reward_weights, group_ids)
+            advantages = self.advantage_estimator(*self.audit_rewards.trained(scored, self.reward_weights), group_ids)
             set_advantages(output, advantages, self.accelerator.process_index, self._logs)
+        if training and self.rollout_monitors is not None:  # every scored completion, once its advantage is set
+            self.rollout_monitors.observe(self, output)
         # Failure metrics and the circuit breaker, once per generation batch (all its sampling rounds)
         self.reward_runner.finish_batch(self.accelerator, self._metrics["train" if training else "eval"])
         if planner is not None:
             planner.record_outcome(
-                scored,
-                self.reward_weights,
+                *self.audit_rewards.trained(scored, self.reward_weights),
                 self._metrics["train"],
                 replace_zero_std_share=self.zero_variance_filter is None,
             )
@@ -161,6 +206,7 @@ class GRPOTrainer(trl.GRPOTrainer):
             return replay.rewards_per_func
         self.reward_runner.device = self.accelerator.device  # rewards run in threads use this process's device
         self._last_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_scored = (prompts, completions, completion_ids_list)
         return self._last_rewards_per_func
 
     def _generate(self, prompts):
@@ -200,14 +246,22 @@ class GRPOTrainer(trl.GRPOTrainer):
 
     # --- checkpoints ----------------------------------------------------------------------------------------
 
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        resume_from_checkpoint = self.checkpoint_state.check_resume(self, resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _get_train_sampler(self, dataset=None):
+        # Resumed in a later epoch, the run shuffles as the uninterrupted one did
+        return EpochSeekingSampler(super()._get_train_sampler(dataset))
+
     def _save_checkpoint(self, model, trial):
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        self.checkpoint_state.begin_save(self, folder)
         super()._save_checkpoint(model, trial)
-        if self.group_size_planner is not None and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            self.group_size_planner.save(folder)
+        self.checkpoint_state.save(self, folder)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         # Called on every resume, whatever the backend (unlike _load_from_checkpoint, skipped under DeepSpeed).
         super()._load_optimizer_and_scheduler(checkpoint)
-        if self.group_size_planner is not None and checkpoint is not None:
-            self.group_size_planner.load(checkpoint)
+        if checkpoint is not None:
+            self.checkpoint_state.load(self, checkpoint)

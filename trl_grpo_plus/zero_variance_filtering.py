@@ -13,6 +13,8 @@ rewards (`ZeroVarianceFilter.replay`), so the loss trains exactly the completion
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from trl.trainer.utils import RepeatSampler, nanstd
 from .advantage_estimation import set_advantages
 from .batch_rows import process_share, trl_sees_groups_of_one
 from .ragged_groups import total_reward, zero_variance_rows
+
+STATE_FILE = "dynamic_sampling.json"
 
 
 @dataclass
@@ -76,11 +80,15 @@ class KeptPool:
     def full(self) -> bool:
         return self.kept_rows >= self.target_rows
 
-    def add(self, rollouts: Rollouts, reward_weights: torch.Tensor) -> None:
-        """Keep the groups of `rollouts` that have signal, in order, while they fit in the batch."""
+    def add(self, rollouts: Rollouts, reward_weights: torch.Tensor, trained: Callable | None = None) -> None:
+        """Keep the groups of `rollouts` that have signal, in order, while they fit in the batch; `trained(rewards,
+        weights)` picks the rewards that train (`AuditRewards.trained`; default: all of them)."""
         self.rounds += 1
         self.generated.append(rollouts)
-        dead = zero_variance_rows(rollouts.rewards_per_func, reward_weights, rollouts.group_ids, self.tolerance)
+        rewards, weights = (rollouts.rewards_per_func, reward_weights)
+        if trained is not None:
+            rewards, weights = trained(rewards, weights)
+        dead = zero_variance_rows(rewards, weights, rollouts.group_ids, self.tolerance)
         groups = list(dict.fromkeys(rollouts.group_ids.tolist()))  # in order of appearance
         self.generated_groups += len(groups)
         keep = []
@@ -99,6 +107,16 @@ class KeptPool:
 
     def all_generated(self) -> Rollouts:
         return Rollouts.concat(self.generated, self.num_reward_funcs)
+
+
+@dataclass(frozen=True)
+class FilteredBatch:
+    """What one filtered batch was: every completion generated and scored (all rounds), the rows that train (the
+    same row objects, in training order) and their advantages. Rollout monitors read it."""
+
+    generated: Rollouts
+    trained_rows: list[dict[str, Any]]
+    advantages: torch.Tensor
 
 
 def check_config(args: Any) -> None:
@@ -152,7 +170,9 @@ class ZeroVarianceFilter:
         self.dynamic_sampling = args.dynamic_sampling
         self.max_sampling_rounds = args.max_sampling_rounds
         self.replay: Replay | None = None  # set while TRL scores the kept rows
+        self.last_batch: FilteredBatch | None = None  # the latest training batch, for rollout monitors
         self._refill_batches = None
+        self._refills_drawn = 0  # the refill stream's position, saved in checkpoints
 
     @classmethod
     def for_run(cls, args: Any, trl_arguments: Mapping[str, Any]) -> ZeroVarianceFilter | None:
@@ -202,7 +222,7 @@ class ZeroVarianceFilter:
             target_rows=len(rollouts), num_reward_funcs=len(trainer.reward_funcs), tolerance=self.tolerance
         )
         while True:
-            pool.add(rollouts, trainer.reward_weights)
+            pool.add(rollouts, trainer.reward_weights, trainer.audit_rewards.trained)
             if pool.full or not self.dynamic_sampling or pool.rounds >= self.max_sampling_rounds:
                 break
             first_group = int(rollouts.group_ids.max()) + 1
@@ -219,10 +239,15 @@ class ZeroVarianceFilter:
         metrics["filter/kept_sequences"].append(float(used))
         if used == 0:  # nothing to learn from in this batch: every micro-step of it is skipped (see compute_loss)
             self._log_generated_rewards(trainer, pool.all_generated(), replace_trl_values=False)
+            self.last_batch = FilteredBatch(pool.all_generated(), [], torch.empty(0))
             return {"advantages": torch.empty(0, device=accelerator.device)}, first_round
 
-        # Advantages over the batch that trains (batch-level estimators see only kept groups), before any trim.
-        advantages = estimator(kept.rewards_per_func, trainer.reward_weights, kept.group_ids)
+        # Advantages over the batch that trains (batch-level estimators see only kept groups), before any trim;
+        # from the trained rewards only (audit rewards are logged, never trained on).
+        advantages = estimator(
+            *trainer.audit_rewards.trained(kept.rewards_per_func, trainer.reward_weights), kept.group_ids
+        )
+        self.last_batch = FilteredBatch(pool.all_generated(), kept.rows[:used], advantages[:used])
         local = kept.select(range(share.start, share.stop))
         self.replay = Replay(local.rows, kept.rewards_per_func[:used])
         trainer._pending_extra_logs.update(self.replay.extra_logs)
@@ -276,7 +301,25 @@ class ZeroVarianceFilter:
         """Prompts for another round of dynamic sampling: this process's part of a fresh generation batch."""
         if self._refill_batches is None:
             self._refill_batches = self._refill_stream(trainer)
+        self._refills_drawn += 1
         return next(self._refill_batches)
+
+    def save(self, folder: str) -> None:
+        """Save the refill stream's position (its shuffles follow from the seed and the position)."""
+        with open(os.path.join(folder, STATE_FILE), "w") as file:
+            json.dump({"refill_batches_drawn": self._refills_drawn}, file)
+
+    def load(self, checkpoint: str, trainer: Any) -> None:
+        """Move the refill stream to the saved position. Drawn now, before the trainer restores the RNG states
+        (starting the stream's data loader draws from torch's RNG, which the uninterrupted run did before saving)."""
+        path = os.path.join(checkpoint, STATE_FILE)
+        if not os.path.exists(path):  # written without dynamic sampling (the settings check warned): from the start
+            return
+        with open(path) as file:
+            drawn = json.load(file)["refill_batches_drawn"]
+        self._refill_batches, self._refills_drawn = None, 0
+        for _ in range(drawn):
+            self._next_refill_batch(trainer)
 
     @staticmethod
     def _refill_stream(trainer: Any):

@@ -32,6 +32,9 @@ def accuracy(completions, answer=None, solution=None, **kwargs) -> list[float | 
     return rewards
 
 
+accuracy.required_columns = [("answer", "solution")]  # the trainer checks the dataset has one before loading a model
+
+
 def format(
     completions, reasoning_tag: str = "think", answer_tag: str = "answer", pattern: str | None = None, **kwargs
 ) -> list[float]:

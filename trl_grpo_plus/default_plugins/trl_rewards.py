@@ -60,6 +60,12 @@ def get_repetition_penalty_reward(completion_ids, *, ngram_size: int = 3, max_pe
     return rewards.get_repetition_penalty_reward(ngram_size, max_penalty)(completion_ids=completion_ids, **kwargs)
 
 
+# TRL's functions take `solution` as a required argument: without that column they fail at the first step. Declared,
+# the trainer checks for it before it loads the model.
+for _reward in (accuracy_reward, reasoning_accuracy_reward, get_cosine_scaled_reward):
+    _reward.required_columns = ["solution"]
+
+
 @hookimpl
 def register_reward_functions(register):
     register(accuracy_reward)

@@ -3,9 +3,11 @@
 Everything is built here, with no network: a word-level tokenizer, a 1M-parameter Qwen2 model with random
 weights, and synthetic word problems in GSM8K's format (`#### N`). A brief supervised warm start teaches the answer
 format and part of the arithmetic; GRPO, through our trainer with the `accuracy` and `format` rewards chosen by name,
-then raises greedy accuracy on held-out problems. Written to the output folder: the trained model and tokenizer,
-`history.json` (reward and held-out accuracy over completions generated), `progress.png` (the same, plotted) and
-`eval_results.json`. With `compare`, TRL's own `GRPOTrainer` also trains from the same warm start with the same
+then raises greedy accuracy on held-out problems. The built-in rollout monitors watch the run, with the demo's
+`working` reward (is the `a op b = c` working there and right?) as an audit reward, scored but never trained on; the
+demo prints their verdict at the end. Written to the output folder: the trained model and tokenizer,
+`history.json` (reward and held-out accuracy over completions generated, the monitors' alerts), `progress.png` (the
+same, plotted, alerts marked), `monitor_samples.jsonl` (the completions behind the alerts) and `eval_results.json`. With `compare`, TRL's own `GRPOTrainer` also trains from the same warm start with the same
 settings, and both runs are recorded and plotted.
 """
 
@@ -24,6 +26,13 @@ from transformers import ProgressCallback, TrainerCallback
 DEMO_FEATURES: dict = {}
 # The format the demo's `format` reward asks for: GSM8K's answer shape, ending in "#### <number>", nothing after it.
 ANSWER_FORMAT = r"[^#]*#### \d+"
+# With `train_on_working`: the working line `a op b = c`, then the answer (as the tokenizer writes text back).
+WORKING_FORMAT = r"\d+ [-+*/] \d+ = \d+ #### \d+"
+# What watches every demo run; neither changes what trains (the TRL comparison stays exact).
+DEMO_MONITORING: dict = {
+    "audit_rewards": ["working"],
+    "rollout_monitors": ["length_drift", "diversity", "repetition", "reward_divergence", "flagged_samples"],
+}
 
 
 @dataclass
@@ -44,6 +53,8 @@ class DemoSettings:
     num_generations: int = 8
     eval_every: int = 20
     compare: bool = False  # also train TRL's own GRPOTrainer from the same warm start, with the same settings
+    # The trained `format` reward asks for the working line too (WORKING_FORMAT): a run that does not drop it
+    train_on_working: bool = False
 
     def __post_init__(self):
         for name in (
@@ -129,9 +140,10 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
     from datasets import Dataset
     from transformers import set_seed
 
-    from .. import GRPOConfig, GRPOTrainer
+    from .. import GRPOConfig, GRPOTrainer, build_plugin_manager
     from ..default_plugins.rewards import accuracy
     from ..evaluation import greedy_pass_at_1, report_table, write_report
+    from . import rewards as demo_rewards
     from .warm_start import supervised_warm_start
     from .word_problems import prompt, word_problem_tokenizer, word_problems
 
@@ -195,9 +207,13 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
         tracker = HeldOutAccuracy(
             lambda description: held_out_accuracy(description, trained), settings.eval_every, before, label
         )
+        # our trainer gets the demo's `working` reward, a plugin registered in code
+        plugins = (
+            {"plugin_manager": build_plugin_manager(plugins=[demo_rewards])} if trainer_class is GRPOTrainer else {}
+        )
         trainer = trainer_class(
             model=trained, reward_funcs=reward_funcs, args=config, train_dataset=dataset, processing_class=tokenizer,
-            callbacks=[tracker],
+            callbacks=[tracker], **plugins,
         )  # fmt: skip
         tracker.completions = count_generated_completions(trainer)
         trainer.remove_callback(ProgressCallback)  # the same bar, without a printed metrics dict per log
@@ -207,6 +223,7 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
         trainer.train()
         if isinstance(trainer, GRPOTrainer):
             trainer.save_model(str(output))
+            tracker.monitors = trainer.rollout_monitors
         return tracker, training_rewards(trainer.state.log_history, tracker.completions_at)
 
     features = ", ".join(f"{key}={value}" for key, value in DEMO_FEATURES.items()) or "no extension option"
@@ -216,21 +233,27 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
         GRPOConfig(
             output_dir=str(output),
             reward_plugins=["accuracy", "format"],
-            reward_kwargs={"format": {"pattern": ANSWER_FORMAT}},
+            reward_kwargs={"format": {"pattern": WORKING_FORMAT if settings.train_on_working else ANSWER_FORMAT}},
             **shared,
             **DEMO_FEATURES,
+            **DEMO_MONITORING,
         ),
         None,
         model,
         "",
     )
     after = tracker.latest
+    monitors = tracker.monitors
+    alerts = monitor_alerts(monitors, tracker.completions_at)
     summary = {
         "settings": asdict(settings),
         "features": DEMO_FEATURES,
+        "monitoring": DEMO_MONITORING,
         "held_out_accuracy": {"warm_start": before.accuracy, "after_grpo": after.accuracy},
         "held_out_accuracy_curve": tracker.curve,
         "training_rewards": rewards,
+        "monitor_alerts": alerts,
+        "monitor_verdict": monitors.verdict(),
     }
     evaluations = {"before": before, "after": after}
     if settings.compare:
@@ -251,10 +274,16 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
     (output / "history.json").write_text(json.dumps(summary, indent=2))
     write_report(output / "eval_results.json", evaluations)
     plot_progress(
-        rewards, tracker.curve, output / "progress.png", baseline=summary.get("trl_baseline"), features=features
+        rewards,
+        tracker.curve,
+        output / "progress.png",
+        baseline=summary.get("trl_baseline"),
+        features=features,
+        alerts=alerts,
     )
     print()
     print(report_table(evaluations, title="held-out accuracy (greedy)"))
+    print(f"\n{summary['monitor_verdict']}")
     print(f"\nSaved to {output}/: the trained model, history.json, eval_results.json and progress.png")
     return summary
 
@@ -268,9 +297,26 @@ def training_rewards(log_history: list[dict], completions_at: dict[int, int]) ->
             "reward": log["reward"],
             "accuracy_reward": log["rewards/accuracy/mean"],
             "completion_length": log["completions/mean_length"],
+            **({"working_reward": log["rewards/working/mean"]} if "rewards/working/mean" in log else {}),
         }
         for log in log_history
         if "rewards/accuracy/mean" in log
+    ]
+
+
+def monitor_alerts(monitors, completions_at: dict[int, int]) -> list[dict]:
+    """Each monitor's alerts by kind: the step (and completions generated before it) of the first, all steps."""
+    return [
+        {
+            "monitor": monitor,
+            "kind": kind,
+            "first_step": alerts[0].step,
+            "completions_before": completions_at.get(alerts[0].step, 0),
+            "batches": len(alerts),
+            "steps": [alert.step for alert in alerts],
+            "message": alerts[0].message,
+        }
+        for (monitor, kind), alerts in monitors.alerts_by_kind().items()
     ]
 
 
@@ -283,6 +329,7 @@ class HeldOutAccuracy(TrainerCallback):
         self.curve = [{"step": 0, "completions": 0, "accuracy": start.accuracy}]
         self.completions: Callable[[], int] = lambda: 0
         self.completions_at: dict[int, int] = {}
+        self.monitors = None  # the trainer's MonitorRunner, once trained
 
     def on_step_end(self, args, state, control, **kwargs):
         self.completions_at[state.global_step] = self.completions()
@@ -308,9 +355,11 @@ def plot_progress(
     path: Path,
     baseline: dict | None = None,
     features: str = "no extension option",
+    alerts: list[dict] = (),
 ) -> None:
     """Training reward (accuracy reward per logged step) and held-out accuracy against the completions generated;
-    with `baseline` (TRL's trainer's `training_rewards` and `held_out_accuracy_curve`), its lines too, dashed."""
+    with `baseline` (TRL's trainer's `training_rewards` and `held_out_accuracy_curve`), its lines too, dashed; a
+    vertical line where each monitor's first alert of a kind fired (`monitor_alerts`)."""
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4))
@@ -326,6 +375,17 @@ def plot_progress(
         axis.plot(
             [p["completions"] for p in curve], [p["accuracy"] for p in curve], style, marker="o", color=colors[1],
             label=f"{prefix}held-out accuracy (greedy)",
+        )  # fmt: skip
+    if any("working_reward" in r for r in rewards):
+        axis.plot(
+            [r["completions"] for r in rewards], [r.get("working_reward") for r in rewards], ":", color="C4",
+            label="audit reward (working shown and right)",
+        )  # fmt: skip
+    for index, alert in enumerate(alerts):
+        axis.axvline(alert["completions_before"], color="C3", alpha=0.6, linestyle="-.")
+        axis.annotate(
+            f"alert: {alert['monitor']} ({alert['kind']}), step {alert['first_step']}",
+            (alert["completions_before"], 0.97 - 0.06 * index), fontsize=6, color="C3", rotation=0, va="top",
         )  # fmt: skip
     axis.set_xlabel("completions generated in GRPO (0 = after the warm start)")
     axis.set_ylim(0, 1)

@@ -119,6 +119,24 @@ def test_a_dataset_without_the_tests_column_is_an_error_naming_it():
         code_tests([ADD_ONE], answer=["2"], prompts=["p"], trainer_state=None)
 
 
+def test_a_training_dataset_without_its_tests_column_is_refused_before_the_model_loads(tmp_path):
+    from datasets import Dataset
+
+    from trl_grpo_plus import GRPOTrainer
+    from trl_grpo_plus.testing import tiny_grpo_config
+
+    args = tiny_grpo_config(
+        tmp_path, reward_kwargs={"code_tests": {"tests_column": "asserts", "allow_unsandboxed": True}}
+    )
+    with pytest.raises(
+        ValueError, match=r"'code_tests' .* reads the dataset column 'asserts'.*\(it has: prompt, tests\)"
+    ):
+        GRPOTrainer(  # by model id: the refusal comes before TRL would load it
+            model="no-such-model-is-loaded", reward_funcs=["code_tests"], args=args,
+            train_dataset=Dataset.from_list([{"prompt": "p", "tests": ["assert True"]}] * 4),
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "tests, entry_point, message",
     [

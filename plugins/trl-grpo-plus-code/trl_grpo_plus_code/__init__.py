@@ -165,7 +165,13 @@ def _validate_options(**options: Any) -> None:
         raise ValueError(str(error)) from None
 
 
+def _required_columns(tests_column: str = "tests", **options: Any) -> list[str]:
+    """The column the tests come from, which the trainer checks the dataset has before it loads the model."""
+    return [tests_column]
+
+
 code_tests.validate_options = _validate_options
+code_tests.required_columns = _required_columns
 
 
 @hookimpl

@@ -236,5 +236,18 @@ def test_it_trains_by_name(tmp_path):
 def test_it_scores_off_the_main_thread_where_math_verify_cannot_time_itself_out():
     # trl-grpo-plus runs sync rewards in worker threads; math-verify's own timeout needs signal.alarm there.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        scored = pool.submit(math_verify, [r1("72"), r1("\\frac{1}{2}"), r1("7")], solution=["72", "0.5", "8"]).result()
+        scored = pool.submit(
+            math_verify, [r1("72"), r1("\\frac{1}{2}"), r1("7")], solution=["72", "0.5", "8"]
+        ).result()
     assert scored == [1.0, 1.0, 0.0]
+
+
+def test_a_dataset_without_solution_or_answer_is_refused_before_the_model_loads(tmp_path):
+    from datasets import Dataset
+
+    rows = Dataset.from_list([{"prompt": "1+1=", "gold": "2"}] * 4)
+    with pytest.raises(ValueError, match=r"'math_verify' .* reads the dataset column 'solution' or 'answer'"):
+        GRPOTrainer(  # by model id: the refusal comes before TRL would load it
+            model="no-such-model-is-loaded", reward_funcs=["math_verify"], args=tiny_grpo_config(tmp_path),
+            train_dataset=rows,
+        )  # fmt: skip

@@ -104,6 +104,7 @@ def _validate_options(timeout_seconds: int = 5, answer_tag: str = "answer", extr
 
 
 math_verify.validate_options = _validate_options
+math_verify.required_columns = [("solution", "answer")]  # checked against the dataset before a model loads
 
 
 @hookimpl
