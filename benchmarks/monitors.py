@@ -8,8 +8,9 @@ reward as an audit reward (the working line `a op b = c` present, arithmetically
 - `drops_working`: the demo as it is. Its trained rewards (`accuracy` + 0.2 x `format`) read only the final
   `#### N`, and the model learns to drop its working. Every alert here is a detection; we report the step of each
   monitor's first alert.
-- `healthy`: the same, except that the trained `format` reward asks for the working line too
-  (`DemoSettings(train_on_working=True)`), so dropping it costs reward. Every alert here is a false alarm.
+- `healthy`: the same, except that the second trained reward is `shows_working` (the `working` check itself, its
+  arithmetic included) in place of `format` (`DemoSettings(train_on_working=True)`), so dropping or botching the
+  working costs reward. Every alert here is a false alarm.
 
 Per run the JSON holds the first step of each monitor's alerts and how many batches alerted, the held-out accuracy,
 and a per-batch trace (mean completion length, trained and audit reward means, and every monitor metric), so the

@@ -95,6 +95,28 @@ def test_an_audit_reward_cannot_make_an_unscorable_completion_train(tmp_path, pl
     assert all(row["advantage"] == 0.0 for row in unscorable)
 
 
+def agreed_or_unscorable(completions, **kwargs):
+    """1.0 for the completions of even length, unscorable (None) for the others: no group has signal."""
+    return [1.0 if len(c) % 2 == 0 else None for c in completions]
+
+
+def test_with_filtering_an_audit_reward_cannot_give_a_group_signal(tmp_path, plugin_manager, register_plugin):
+    # Scored alone, an unscorable completion would count as 0 beside the 1.0s and make its group look informative
+    trainer, recorder = train(
+        tmp_path,
+        plugin_manager,
+        register_plugin,
+        trained_reward=agreed_or_unscorable,
+        audit_rewards=["second_opinion"],
+        filter_zero_variance_groups=True,
+    )
+    dropped = [
+        log["filter/frac_groups_dropped"] for log in trainer.state.log_history if "filter/frac_groups_dropped" in log
+    ]
+    assert dropped == [1.0, 1.0, 1.0]
+    assert not [row for generation in recorder.generations for loss in generation["losses"] for row in loss]
+
+
 def test_the_trained_view_leaves_out_the_audit_columns():
     audit = AuditRewards(["judge"], [1], ["accuracy", "format"])
     rewards, weights = audit.trained(torch.tensor([[1.0, 5.0, 2.0]]), torch.tensor([1.0, 0.0, 0.5]))

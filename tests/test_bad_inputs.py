@@ -420,6 +420,10 @@ MISTAKES = [
         r"num_generations=4\).*train 0 steps\. Add prompts, or make the batch smaller",
     ),
     Mistake(
+        "reward-weights-of-another-length", "python", lambda kit: kit.train(reward_weights=[1.0, 0.5]), ValueError,
+        r"reward_weights has 2 weight\(s\) for 1 trained reward function\(s\): give one weight per reward",
+    ),
+    Mistake(
         "no-reward-function", "python", lambda kit: kit.train(reward_funcs=[]), ValueError,
         r"No reward function: .*Pass reward_funcs=\[\.\.\.\] .* or set reward_plugins",
     ),

@@ -27,7 +27,7 @@ EXTENSION_OPTIONS = {
     "--reward_max_workers", "--reward_policies", "--advantage_estimator", "--advantage_kwargs",
     "--filter_zero_variance_groups", "--zero_variance_tolerance", "--dynamic_sampling", "--max_sampling_rounds",
     "--group_size_schedule", "--group_size_kwargs", "--group_size_budget", "--use_liger_loss", "--liger_chunk_size",
-    "--liger_compile",
+    "--liger_compile", "--audit_rewards", "--rollout_monitors", "--monitor_kwargs", "--monitor_alert_action",
 }  # fmt: skip
 
 

@@ -87,6 +87,22 @@ def test_length_drift_fires_when_completions_shrink_below_the_early_level_by_the
     assert {len(stream[step].completion_ids[row]) for row in alert.rows} == {3}
 
 
+def test_length_drift_reports_completions_that_shrink_to_nothing():
+    stream = [rollout_batch(0, [[5] * 10] * 8), rollout_batch(1, [[]] * 8)]
+    step, alert = first_alert(length_drift, stream, baseline_batches=1, window=1)
+    assert (step, alert.kind) == (1, "shrank") and "0.0 tokens over the last 1 batches, down to 0," in alert.message
+
+
+def test_length_drift_measures_nothing_on_a_batch_without_completions():
+    assert length_drift(rollout_batch(0, []), {}).metrics == {}
+
+
+def test_length_drift_waits_for_a_full_window_even_when_it_is_longer_than_the_baseline():
+    # One short batch among long ones: the 2-batch mean (9, 1) is below 9 / 1.5, every full 4-batch mean is not
+    stream = [rollout_batch(s, [[s + 1] * n] * 4) for s, n in enumerate([9, 1, 9, 9, 9, 9])]
+    assert first_alert(length_drift, stream, baseline_batches=1, window=4) is None
+
+
 def test_length_drift_stays_quiet_on_lengths_that_vary_around_their_level():
     rng = random.Random(1)
     stream = [rollout_batch(step, distinct_completions(rng, rng.randint(6, 10))) for step in range(60)]
@@ -366,6 +382,19 @@ def test_a_misspelled_monitor_option_names_the_options(tmp_path, plugin_manager)
         )
 
 
+@pytest.mark.parametrize(
+    ("monitor", "options", "message"),
+    [
+        ("diversity", {"window": 2.5}, "window must be a whole number, got 2.5"),
+        ("length_drift", {"baseline_batches": 1.5}, "baseline_batches must be a whole number"),
+        ("reward_divergence", {"audit": "working"}, r"audit must be a list of audit reward names, e.g. \['working'\]"),
+    ],
+)
+def test_a_window_or_name_list_of_the_wrong_type_is_refused(tmp_path, plugin_manager, monitor, options, message):
+    with pytest.raises(PluginError, match=message):
+        build(tmp_path, plugin_manager, rollout_monitors=[monitor], monitor_kwargs={monitor: options})
+
+
 def test_a_bad_monitor_option_value_is_refused(tmp_path, plugin_manager):
     with pytest.raises(PluginError, match="factor must be > 1"):
         build(
@@ -468,8 +497,10 @@ def test_stop_saves_a_checkpoint_then_stops_with_what_was_seen(tmp_path, plugin_
     assert trainer.state.global_step == 1  # the alerting batch did not train
     checkpoint = tmp_path / "checkpoint-1"
     assert stop.value.checkpoint == str(checkpoint) and (checkpoint / "model.safetensors").exists()
+    # The checkpoint holds the monitors as they were before the batch: a resume generates step 1 anew, counted once
     saved = json.loads((checkpoint / STATE_FILE).read_text())
-    assert [(a["step"], a["monitor"]) for a in saved["alerts"]] == [(1, "recording")]
+    assert saved["batches"] == 1 and saved["alerts"] == []
+    assert [(a.step, a.monitor) for a in trainer.rollout_monitors.alerts] == [(1, "recording")]
 
 
 def test_without_monitors_the_trainer_has_no_runner(tmp_path, plugin_manager):

@@ -110,6 +110,13 @@ def check_trainer_arguments(args: Any, trl_arguments: Mapping[str, Any]) -> None
             "registered names such as 'accuracy', or reward model ids) or set reward_plugins (YAML: "
             "`reward_plugins: [accuracy]`; `trl-grpo-plus plugins` lists the names)."
         )
+    weights, audits = args.reward_weights, len(args.audit_rewards or ())
+    if weights is not None and len(weights) != len(reward_funcs):  # TRL raises the same after loading the model
+        raise ValueError(
+            f"reward_weights has {len(weights) - audits} weight(s) for {len(reward_funcs) - audits} trained reward "
+            f"function(s): give one weight per reward, in the order of reward_funcs then reward_plugins (audit "
+            f"rewards take none), or drop reward_weights to weigh them all 1.0."
+        )
     dataset = trl_arguments.get("train_dataset")
     if dataset is None:  # TRL refuses training without one when `train()` is called; evaluation needs none
         return

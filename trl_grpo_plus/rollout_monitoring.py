@@ -248,6 +248,7 @@ class MonitorRunner:
         self.states: dict[str, dict[str, Any]] = {monitor.name: {} for monitor in self.monitors}
         self.alerts: list[RaisedAlert] = []  # every alert of the run, in order
         self.batches = 0
+        self._before_batch: dict[str, Any] | None = None
         self.warned: set[tuple[str, str]] = set()
 
     @classmethod
@@ -283,6 +284,8 @@ class MonitorRunner:
         """Run every monitor on `batch` (their states move on); returns the metrics to log and the alerts raised."""
         metrics: dict[str, float] = {}
         raised: list[RaisedAlert] = []
+        if self.action == "stop":  # what a stop's checkpoint holds
+            self._before_batch = json.loads(json.dumps(self.state_dict()))
         for monitor in self.monitors:
             seen = batch
             if monitor.reads_alerts:
@@ -339,8 +342,14 @@ class MonitorRunner:
                 )
 
     def stop(self, trainer: Any, alert: RaisedAlert) -> None:
-        """Save a checkpoint of the model that generated the batch (the trainer's own save path), then raise."""
+        """Save a checkpoint of the model that generated the batch (the trainer's own save path), then raise.
+
+        The batch does not train, and a resumed run generates its step anew: the checkpoint holds the monitors'
+        states from before it, so a resume does not count it twice."""
+        after = self.state_dict()
+        self.load_state_dict(self._before_batch)
         trainer._save_checkpoint(trainer.model, trial=None)
+        self.load_state_dict(after)
         folder = os.path.join(trainer._get_output_dir(trial=None), f"checkpoint-{trainer.state.global_step}")
         example = f" Example completion: {_excerpt(alert.examples[0]['completion'])}." if alert.examples else ""
         raise RolloutMonitorStop(

@@ -60,6 +60,8 @@ def length_drift(
     loops grows.
     """
     lengths = batch.completion_lengths.float()
+    if len(lengths) == 0:  # nothing generated: nothing to measure
+        return MonitorResult({})
     mean = lengths.mean().item()
     early, recent = state.setdefault("early", []), state.setdefault("recent", [])
     if len(early) < baseline_batches:
@@ -69,16 +71,17 @@ def length_drift(
     if len(early) < baseline_batches or len(recent) < window:
         return MonitorResult(metrics)
     level, current = _mean(early), _mean(recent)
-    ratio = current / level if level > 0 else 1.0
-    metrics.update(early_length=level, ratio=ratio)
+    metrics["early_length"] = level
+    if level > 0:
+        metrics["ratio"] = current / level
     alerts = []
     if direction in ("both", "shrink") and current * factor < level:
         rows = torch.argsort(lengths, stable=True)[:EXAMPLES].tolist()
         alerts.append(
             Alert(
                 "shrank",
-                f"mean completion length {current:.1f} tokens over the last {window} batches, {level / current:.2f}x "
-                f"below its early-run level of {level:.1f} (first {baseline_batches} batches; limit {factor}x)",
+                f"mean completion length {current:.1f} tokens over the last {window} batches, "
+                f"{f'{level / current:.2f}x' if current > 0 else 'down to 0,'} below its early-run level of {level:.1f} (first {baseline_batches} batches; limit {factor}x)",
                 tuple(rows),
             )
         )
@@ -87,15 +90,23 @@ def length_drift(
         alerts.append(
             Alert(
                 "grew",
-                f"mean completion length {current:.1f} tokens over the last {window} batches, {ratio:.2f}x its "
-                f"early-run level of {level:.1f} (first {baseline_batches} batches; limit {factor}x)",
+                f"mean completion length {current:.1f} tokens over the last {window} batches, "
+                f"{f'{current / level:.2f}x' if level > 0 else 'up from 0,'} its early-run level of {level:.1f} (first {baseline_batches} batches; limit {factor}x)",
                 tuple(rows),
             )
         )
     return MonitorResult(metrics, alerts)
 
 
+def _counts(**counts):
+    # Window sizes and n-gram lengths count batches or tokens: whole numbers, or a window is never full
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")  # noqa: TRY004 (an option error)
+
+
 def _validate_length_drift(factor=1.5, baseline_batches=1, window=1, direction="both"):
+    _counts(baseline_batches=baseline_batches, window=window)
     if not factor > 1:
         raise ValueError(f"factor must be > 1 (a ratio of lengths), got {factor!r}")
     if baseline_batches < 1 or window < 1:
@@ -156,6 +167,7 @@ def diversity(
 
 
 def _validate_diversity(identical_share=1.0, max_collapsed_share=0.5, window=1, n=2):
+    _counts(window=window, n=n)
     if not 0 < identical_share <= 1 or not 0 <= max_collapsed_share < 1:
         raise ValueError(
             f"identical_share must be in (0, 1] and max_collapsed_share in [0, 1), got {identical_share!r} and "
@@ -211,6 +223,7 @@ def repetition(
 
 
 def _validate_repetition(n=3, max_repeated_share=0.5, max_repetitive_completions=0.1, window=1):
+    _counts(window=window, n=n)
     if n < 1 or window < 1:
         raise ValueError(f"n and window must be >= 1, got {n!r} and {window!r}")
     if not 0 <= max_repeated_share < 1 or not 0 <= max_repetitive_completions < 1:
@@ -292,6 +305,9 @@ def _rise(history: list) -> float | None:
 
 
 def _validate_reward_divergence(window=20, min_rise=0.05, audit_tolerance=0.0, trained=None, audit=None):
+    _counts(window=window)
+    if audit is not None and (isinstance(audit, str) or not all(isinstance(name, str) for name in audit)):
+        raise ValueError(f"audit must be a list of audit reward names, e.g. [{audit!r}]; got {audit!r}")
     if window < 2:
         raise ValueError(f"window must be >= 2 batches (an older and a newer half), got {window!r}")
     if not min_rise > 0:

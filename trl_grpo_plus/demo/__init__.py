@@ -26,8 +26,6 @@ from transformers import ProgressCallback, TrainerCallback
 DEMO_FEATURES: dict = {}
 # The format the demo's `format` reward asks for: GSM8K's answer shape, ending in "#### <number>", nothing after it.
 ANSWER_FORMAT = r"[^#]*#### \d+"
-# With `train_on_working`: the working line `a op b = c`, then the answer (as the tokenizer writes text back).
-WORKING_FORMAT = r"\d+ [-+*/] \d+ = \d+ #### \d+"
 # What watches every demo run; neither changes what trains (the TRL comparison stays exact).
 DEMO_MONITORING: dict = {
     "audit_rewards": ["working"],
@@ -53,7 +51,8 @@ class DemoSettings:
     num_generations: int = 8
     eval_every: int = 20
     compare: bool = False  # also train TRL's own GRPOTrainer from the same warm start, with the same settings
-    # The trained `format` reward asks for the working line too (WORKING_FORMAT): a run that does not drop it
+    # Train on `shows_working` (the `working` check, arithmetic included) in place of `format`: a run that keeps
+    # correct working, the monitors' healthy baseline
     train_on_working: bool = False
 
     def __post_init__(self):
@@ -232,8 +231,8 @@ def run_demo(settings: DemoSettings | None = None) -> dict:
         GRPOTrainer,
         GRPOConfig(
             output_dir=str(output),
-            reward_plugins=["accuracy", "format"],
-            reward_kwargs={"format": {"pattern": WORKING_FORMAT if settings.train_on_working else ANSWER_FORMAT}},
+            reward_plugins=["accuracy", "shows_working" if settings.train_on_working else "format"],
+            reward_kwargs={} if settings.train_on_working else {"format": {"pattern": ANSWER_FORMAT}},
             **shared,
             **DEMO_FEATURES,
             **DEMO_MONITORING,

@@ -2,7 +2,8 @@
 
 The demo's trained rewards (`accuracy`, `format`) read only the final `#### N`, so a model can please them without
 showing how it got there. `working` is the verifier they lack: used as an audit reward (scored and logged, never
-trained on) it lets the `reward_divergence` monitor see the model drop its working; trained, it makes a healthy run.
+trained on) it lets the `reward_divergence` monitor see the model drop its working; trained (as `shows_working`), it makes a
+healthy run.
 """
 
 from __future__ import annotations
@@ -43,3 +44,5 @@ def working(completions, **kwargs) -> list[float]:
 @hookimpl
 def register_reward_functions(register):
     register(working)
+    # The same check under a second name, for a run that trains on it while `working` audits
+    register(working, name="shows_working")
