@@ -16,7 +16,7 @@ Per run the JSON holds the first step of each monitor's alerts and how many batc
 and a per-batch trace (mean completion length, trained and audit reward means, and every monitor metric), so the
 rules can be re-checked against other thresholds without training again.
 
-    python benchmarks/monitors.py                     # seeds 0 and 1, ~25 min on 2 CPU cores
+    python benchmarks/monitors.py                     # seeds 0 and 1, ~30 min on 2 CPU cores
     python benchmarks/monitors.py --seeds 0 --runs healthy
 """
 

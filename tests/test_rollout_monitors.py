@@ -524,3 +524,15 @@ def test_the_demo_s_working_dropping_run_is_flagged_by_divergence_and_length(tmp
     assert first.get(("length_drift", "shrank"), math.inf) <= 39
     assert not {monitor for monitor, _ in first} & {"diversity", "repetition"}
     assert (tmp_path / "monitor_samples.jsonl").read_text().count("\n") >= 2
+
+
+@pytest.mark.slow
+def test_the_demo_s_healthy_run_raises_no_alert(tmp_path):
+    # benchmarks/monitors.py measured, seed 0: no alert in 150 batches when the trained reward checks the working
+    from trl_grpo_plus.demo import DemoSettings, run_demo
+
+    summary = run_demo(
+        DemoSettings(output_dir=str(tmp_path), seed=0, max_steps=40, eval_every=40, train_on_working=True)
+    )
+    assert summary["monitor_alerts"] == []
+    assert not (tmp_path / "monitor_samples.jsonl").exists() or not (tmp_path / "monitor_samples.jsonl").read_text()
