@@ -23,22 +23,18 @@ import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name
 
+from .components import name_list
 from .errors import PluginError
 
 
 def check_config(args: Any) -> None:
     """Refuse bad `audit_rewards` values of a `GRPOConfig` before any model is loaded; reads a comma-separated
     entry as several names, as `reward_plugins` does."""
+    args.audit_rewards = name_list(
+        args.audit_rewards, "audit_rewards", "reward names (registered names or dotted import paths)"
+    )
     if args.audit_rewards is None:
         return
-    if isinstance(args.audit_rewards, str):  # a YAML scalar
-        args.audit_rewards = [args.audit_rewards]
-    if not all(isinstance(name, str) and name for name in args.audit_rewards):
-        raise ValueError(
-            f"audit_rewards must be a list of reward names (registered names or dotted import paths), got "
-            f"{args.audit_rewards!r}."
-        )
-    args.audit_rewards = [n.strip() for name in args.audit_rewards for n in name.split(",") if n.strip()]
     repeated = sorted({name for name in args.audit_rewards if args.audit_rewards.count(name) > 1})
     if repeated:
         raise ValueError(f"audit_rewards names {', '.join(map(repr, repeated))} more than once; name each once.")

@@ -22,6 +22,19 @@ if TYPE_CHECKING:
     from .registry import ComponentRegistry
 
 
+def name_list(value: Any, field: str, names: str) -> list[str] | None:
+    """A config field listing component names, as given in Python, YAML (a scalar is one name) or on a command
+    line: names never hold commas, so "accuracy,format" is two of them. Refuses anything but names; `names` says
+    what they are, for the error."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not all(isinstance(name, str) and name for name in value):
+        raise ValueError(f"{field} must be a list of {names}, got {value!r}.")
+    return [n.strip() for name in value for n in name.split(",") if n.strip()]
+
+
 def declared_options(func: Callable[..., Any], contract_args: Collection[str]) -> tuple[set[str], set[str]]:
     """(all option names, required option names) that `func` declares beyond its `contract_args`."""
     try:

@@ -53,11 +53,16 @@ def explained_batch_errors(args: Any) -> Iterator[None]:
         raise
 
 
+def _fitting_generation_batch(args: Any) -> int:
+    # The smallest generation batch at least as large as asked that holds whole groups and whole micro-batches
+    step = math.lcm(args.num_generations, args.per_device_train_batch_size * args.world_size)
+    return step * math.ceil(args.generation_batch_size / step)
+
+
 def _group_split_error(args: Any, explicit: bool) -> str:
     groups = args.num_generations
     if explicit:
-        step = math.lcm(groups, args.per_device_train_batch_size * args.world_size)
-        fitting = step * math.ceil(args.generation_batch_size / step)
+        fitting = _fitting_generation_batch(args)
         return (
             f"generation_batch_size={args.generation_batch_size} does not split into whole groups of "
             f"num_generations={groups}. Set generation_batch_size to a multiple of both {groups} and the global batch "
@@ -77,8 +82,7 @@ def _group_split_error(args: Any, explicit: bool) -> str:
 
 def _micro_batch_split_error(args: Any) -> str:
     global_batch = args.per_device_train_batch_size * args.world_size
-    step = math.lcm(global_batch, args.num_generations)
-    fitting = step * math.ceil(args.generation_batch_size / step)
+    fitting = _fitting_generation_batch(args)
     return (
         f"generation_batch_size={args.generation_batch_size} does not split into whole micro-batches of the global "
         f"batch size {global_batch} (per_device_train_batch_size={args.per_device_train_batch_size} x "

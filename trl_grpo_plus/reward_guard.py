@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from trl.trainer.utils import get_callable_name, is_async_callable
 
-from .components import BoundComponent
+from .components import BoundComponent, name_list
 from .errors import PluginError, RewardFunctionError, UnknownComponentError
 
 if TYPE_CHECKING:
@@ -689,14 +689,7 @@ def resolve_reward_funcs(
 def check_config(args: Any) -> None:
     """Refuse bad reward settings of a `GRPOConfig` before any model is loaded; reads a comma-separated
     `reward_plugins` entry as several names."""
-    if args.reward_plugins is not None:
-        if isinstance(args.reward_plugins, str):  # a YAML scalar
-            args.reward_plugins = [args.reward_plugins]
-        if not all(isinstance(name, str) and name for name in args.reward_plugins):
-            raise ValueError(f"reward_plugins must be a list of reward names (strings), got {args.reward_plugins!r}.")
-        # Names never hold commas, so "accuracy,format" (as typed on a command line, which otherwise takes
-        # "--reward_plugins accuracy format") means two of them.
-        args.reward_plugins = [n.strip() for name in args.reward_plugins for n in name.split(",") if n.strip()]
+    args.reward_plugins = name_list(args.reward_plugins, "reward_plugins", "reward names (strings)")
     if args.reward_kwargs is not None and not (
         isinstance(args.reward_kwargs, dict) and all(isinstance(v, dict) for v in args.reward_kwargs.values())
     ):

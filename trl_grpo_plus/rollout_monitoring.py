@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from accelerate.utils import broadcast_object_list, gather_object
 
-from .components import BoundComponent
+from .components import BoundComponent, name_list
 from .errors import PluginError
 
 if TYPE_CHECKING:
@@ -206,14 +206,8 @@ class RolloutMonitor(BoundComponent):
 def check_config(args: Any) -> None:
     """Refuse bad monitor settings of a `GRPOConfig` before any model is loaded; reads a comma-separated
     `rollout_monitors` entry as several names."""
+    args.rollout_monitors = name_list(args.rollout_monitors, "rollout_monitors", "monitor names (strings)")
     if args.rollout_monitors is not None:
-        if isinstance(args.rollout_monitors, str):  # a YAML scalar
-            args.rollout_monitors = [args.rollout_monitors]
-        if not all(isinstance(name, str) and name for name in args.rollout_monitors):
-            raise ValueError(
-                f"rollout_monitors must be a list of monitor names (strings), got {args.rollout_monitors!r}."
-            )
-        args.rollout_monitors = [n.strip() for name in args.rollout_monitors for n in name.split(",") if n.strip()]
         repeated = sorted({name for name in args.rollout_monitors if args.rollout_monitors.count(name) > 1})
         if repeated:
             raise ValueError(f"rollout_monitors names {', '.join(map(repr, repeated))} more than once.")
