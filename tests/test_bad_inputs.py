@@ -425,7 +425,7 @@ MISTAKES = [
     ),
     Mistake(
         "no-reward-function", "python", lambda kit: kit.train(reward_funcs=[]), ValueError,
-        r"No reward function: .*Pass reward_funcs=\[\.\.\.\] .* or set reward_plugins",
+        r"No reward source provided: .*Pass reward_funcs=\[\.\.\.\] .* set reward_plugins",
     ),
     # --- plugins ------------------------------------------------------------------------------------------------
     Mistake(

@@ -108,11 +108,12 @@ def check_trainer_arguments(args: Any, trl_arguments: Mapping[str, Any]) -> None
     model and then fail at the first step, or train nothing without saying so."""
     reward_funcs = trl_arguments.get("reward_funcs") or []
     if not reward_funcs and trl_arguments.get("environment_factory") is None:
-        # TRL raises the same, but only after loading the model
+        # TRL raises the same, but only after loading the model; its opening words are kept for those matching on them
         raise ValueError(
-            "No reward function: GRPO needs at least one to score completions. Pass reward_funcs=[...] (callables, "
-            "registered names such as 'accuracy', or reward model ids) or set reward_plugins (YAML: "
-            "`reward_plugins: [accuracy]`; `trl-grpo-plus plugins` lists the names)."
+            "No reward source provided: GRPO needs at least one reward to score completions. Pass reward_funcs=[...] "
+            "(callables, registered names such as 'accuracy', or reward model ids), set reward_plugins (YAML: "
+            "`reward_plugins: [accuracy]`; `trl-grpo-plus plugins` lists the names), or pass an environment_factory "
+            "whose environment defines a `get_reward` method."
         )
     weights, audits = args.reward_weights, len(args.audit_rewards or ())
     if weights is not None and len(weights) != len(reward_funcs):  # TRL raises the same after loading the model
@@ -126,7 +127,8 @@ def check_trainer_arguments(args: Any, trl_arguments: Mapping[str, Any]) -> None
         return
     columns = list(getattr(dataset, "column_names", None) or [])
     _check_size(dataset, args)
-    if columns and "prompt" not in columns:
+    # An environment_factory's environments may own the data: TRL then takes the prompt from `reset()`.
+    if columns and "prompt" not in columns and trl_arguments.get("environment_factory") is None:
         raise ValueError(
             f"train_dataset has no 'prompt' column (it has: {', '.join(columns)}); GRPO generates from 'prompt'. "
             f"Rename your prompt column, e.g. dataset.rename_column('{columns[0]}', 'prompt')."

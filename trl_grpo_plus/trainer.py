@@ -65,6 +65,18 @@ class GRPOTrainer(trl.GRPOTrainer):
     TRL's reading of a string as a reward model id. `args` may be a plain `trl.GRPOConfig` (every extension off).
     """
 
+    # The extension state `__init__` sets. A trainer built without it (TRL's own tests build bare ones with
+    # `object.__new__`, as subclasses and mocks may) finds these and behaves as TRL's trainer at every seam.
+    reward_runner: RewardRunner | None = None
+    advantage_estimator: AdvantageEstimator | None = None
+    group_size_planner: GroupSizePlanner | None = None
+    zero_variance_filter: ZeroVarianceFilter | None = None
+    rollout_monitors: MonitorRunner | None = None
+    fused_loss: FusedLossStep | None = None
+    checkpoint_state: CheckpointState | None = None
+    _last_rewards_per_func: torch.Tensor | None = None
+    _last_scored: tuple[list, list, list] | None = None  # this process's prompts, completions, ids
+
     def __init__(
         self,
         model: Any,
@@ -107,8 +119,6 @@ class GRPOTrainer(trl.GRPOTrainer):
         self.rollout_monitors = MonitorRunner.for_run(
             args, registry.rollout_monitors, self.audit_rewards.trained_names, self.audit_rewards.names
         )
-        self._last_rewards_per_func: torch.Tensor | None = None
-        self._last_scored: tuple[list, list, list] | None = None  # this process's prompts, completions, ids
         super().__init__(model, reward_funcs, args, *trl_args, **trl_kwargs)
         if self.group_size_planner is not None:
             self.group_size_planner.attach(self)
@@ -160,6 +170,8 @@ class GRPOTrainer(trl.GRPOTrainer):
     # --- scoring: schedule, filter, estimator ----------------------------------------------------------------
 
     def _generate_and_score_completions(self, inputs):
+        if self.advantage_estimator is None:  # a bare trainer: TRL's
+            return super()._generate_and_score_completions(inputs)
         training = self.model.training
         planner = self.group_size_planner if training else None
         if planner is not None:
@@ -204,7 +216,8 @@ class GRPOTrainer(trl.GRPOTrainer):
         replay = self.zero_variance_filter.replay if self.zero_variance_filter is not None else None
         if replay is not None:  # already scored before filtering
             return replay.rewards_per_func
-        self.reward_runner.device = self.accelerator.device  # rewards run in threads use this process's device
+        if self.reward_runner is not None:  # rewards run in threads use this process's device
+            self.reward_runner.device = self.accelerator.device
         self._last_rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_scored = (prompts, completions, completion_ids_list)
         return self._last_rewards_per_func
@@ -247,7 +260,8 @@ class GRPOTrainer(trl.GRPOTrainer):
     # --- checkpoints ----------------------------------------------------------------------------------------
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        resume_from_checkpoint = self.checkpoint_state.check_resume(self, resume_from_checkpoint)
+        if self.checkpoint_state is not None:
+            resume_from_checkpoint = self.checkpoint_state.check_resume(self, resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _get_train_sampler(self, dataset=None):
@@ -255,6 +269,8 @@ class GRPOTrainer(trl.GRPOTrainer):
         return EpochSeekingSampler(super()._get_train_sampler(dataset))
 
     def _save_checkpoint(self, model, trial):
+        if self.checkpoint_state is None:
+            return super()._save_checkpoint(model, trial)
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         self.checkpoint_state.begin_save(self, folder)
         super()._save_checkpoint(model, trial)
@@ -263,5 +279,5 @@ class GRPOTrainer(trl.GRPOTrainer):
     def _load_optimizer_and_scheduler(self, checkpoint):
         # Called on every resume, whatever the backend (unlike _load_from_checkpoint, skipped under DeepSpeed).
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is not None:
+        if checkpoint is not None and self.checkpoint_state is not None:
             self.checkpoint_state.load(self, checkpoint)
